@@ -1,0 +1,34 @@
+# Two entry points for a fresh Linux machine with Python 3.11:
+#   make run   -> virtualenv + install + the main job on the embedded dataset
+#   make test  -> virtualenv + install + the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+CORES ?= 8
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install run test test-slow lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	snakemake --cores $(CORES) results/voc_miou.csv
+
+test: install
+	python -m pytest -q
+
+lint: install
+	snakemake --lint
+
+bench: install
+	python bench/explain.py
+	python bench/wsss_ops.py
+
+clean:
+	rm -rf results/* .snakemake data/synthetic

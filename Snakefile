@@ -1,0 +1,25 @@
+# vitaff: weakly-supervised semantic segmentation from ViT relevance seeds + AffinityNet.
+# Main job:  snakemake --cores 8 results/voc_miou.csv
+# One rule file per paper stage in workflow/rules/; all logic lives in the vitaff package.
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+sys.path.insert(0, workflow.basedir)  # vitaff importable even from a plain checkout
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        "results/voc_miou.csv",

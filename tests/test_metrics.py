@@ -1,0 +1,69 @@
+"""mIoU: hand-computed cases and an independent per-class set computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from vitaff.metrics import ConfusionAccumulator, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+
+
+def test_hand_computed_case():
+    gt = np.array([[0, 0, 1, 1], [0, 255, 1, 2]])
+    pred = np.array([[0, 1, 1, 1], [255, 0, 2, 2]])
+    cm = confusion_matrix(gt, pred, num_classes=3)
+    # gt 0 at 3 valid pixels: pred 0, 1, 255->0 ; gt 1: 1, 1, 2 ; gt 2: 2 ; (gt 255 ignored)
+    np.testing.assert_array_equal(cm, [[2, 1, 0], [0, 2, 1], [0, 0, 1]])
+    iou = iou_per_class(cm)
+    np.testing.assert_allclose(iou, [2 / 3, 2 / 4, 1 / 2])
+    assert mean_iou(cm) == pytest.approx((2 / 3 + 0.5 + 0.5) / 3)
+    assert pixel_accuracy(cm) == pytest.approx(5 / 7)
+
+
+def test_absent_class_is_nan_and_skipped():
+    cm = confusion_matrix(np.array([0, 1]), np.array([0, 1]), num_classes=21)
+    iou = iou_per_class(cm)
+    assert np.isnan(iou[2:]).all()
+    assert mean_iou(cm) == 1.0
+
+
+def test_shards_add_up_exactly():
+    rng = np.random.default_rng(1)
+    gts = [rng.integers(0, 4, (5, 7)) for _ in range(6)]
+    preds = [rng.integers(0, 4, (5, 7)) for _ in range(6)]
+    whole = ConfusionAccumulator(4)
+    for g, p in zip(gts, preds):
+        whole.update(g, p)
+    a, b = ConfusionAccumulator(4), ConfusionAccumulator(4)
+    for g, p in zip(gts[:2], preds[:2]):
+        a.update(g, p)
+    for g, p in zip(gts[2:], preds[2:]):
+        b.update(g, p)
+    np.testing.assert_array_equal((a + b).matrix, whole.matrix)
+    assert (a + b).miou() == whole.miou()
+
+
+def test_rejects_out_of_range_and_shape_mismatch():
+    with pytest.raises(ValueError, match="shape"):
+        confusion_matrix(np.zeros((2, 2)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="prediction values"):
+        confusion_matrix(np.zeros(3), np.array([0, 1, 30]), num_classes=21)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.uint8, (6, 5), elements=st.sampled_from([0, 1, 2, 3, 255])),
+       arrays(np.uint8, (6, 5), elements=st.sampled_from([0, 1, 2, 3, 255])))
+def test_iou_equals_set_definition(gt, pred):
+    """IoU_c = |{gt=c} & {pred=c}| / |{gt=c} | {pred=c}| over non-void pixels, pred 255 as background."""
+    valid = gt != 255
+    p = np.where(pred == 255, 0, pred)
+    iou = iou_per_class(confusion_matrix(gt, pred, num_classes=4))
+    for c in range(4):
+        inter = np.sum((gt == c) & (p == c) & valid)
+        union = np.sum(((gt == c) | (p == c)) & valid)
+        if union == 0:
+            assert np.isnan(iou[c])
+        else:
+            assert iou[c] == pytest.approx(inter / union)

@@ -1,0 +1,227 @@
+"""PASCAL VOC 2012 reader (Everingham et al., IJCV 2010), for the real devkit and the embedded one.
+
+Layout (SPEC section 7)::
+
+    VOC2012/JPEGImages/<id>.jpg            RGB (grey and CMYK JPEGs are converted)
+    VOC2012/SegmentationClass/<id>.png     palette PNG, indices 0..20, 255 = void (read as indices)
+    VOC2012/SegmentationClassAug/<id>.png  optional, single-channel index PNGs
+    VOC2012/Annotations/<id>.xml           object <name> tags give image-level labels
+    VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt
+
+Image-level labels are derived either from the segmentation masks or from the XML annotations, as
+psa's ``cls_labels.npy`` does. Every malformed input raises :class:`VOCDataError` naming the file
+and what to do about it.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+VOC_CLASSES: tuple[str, ...] = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+NUM_CLASSES = len(VOC_CLASSES)  # 21, background included
+NUM_FG_CLASSES = NUM_CLASSES - 1
+IGNORE_INDEX = 255
+CLASS_INDEX = {name: i for i, name in enumerate(VOC_CLASSES)}
+LABEL_SOURCES = ("segmentation", "annotations")
+
+
+def voc_colormap(n: int = 256) -> np.ndarray:
+    """The standard VOC bit-interleaved colour map: n x 3 uint8 (1 -> (128,0,0), 255 -> (224,224,192))."""
+    cmap = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+class VOCDataError(ValueError):
+    """A dataset file or directory is missing or malformed; the message names it and the fix."""
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image as H x W x 3 uint8 RGB. Grey, palette and CMYK JPEGs are converted."""
+    path = Path(path)
+    if not path.is_file():
+        raise VOCDataError(f"image file missing: {path} (check the split file and JPEGImages/)")
+    try:
+        with Image.open(path) as im:
+            im.load()  # forces full decoding so truncated files fail here, not later
+            rgb = im.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        raise VOCDataError(
+            f"cannot read image {path}: {err}. The file is truncated or not an image; "
+            "re-extract it from the dataset archive or remove its id from the split file."
+        ) from err
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def load_mask(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a VOC label PNG as H x W uint8 class indices (0..20, 255 void), never via RGB."""
+    path = Path(path)
+    if not path.is_file():
+        raise VOCDataError(f"segmentation mask missing: {path} (is this id in the right split?)")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("P", "L"):
+                raise VOCDataError(
+                    f"mask {path} has mode {im.mode!r}; VOC masks are palette ('P') or single-channel "
+                    "('L') index PNGs. Do not convert masks to RGB."
+                )
+            mask = np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        raise VOCDataError(f"cannot read mask {path}: {err}; re-extract it from the dataset archive.") from err
+    if expected_hw is not None and mask.shape != tuple(expected_hw):
+        raise VOCDataError(
+            f"mask {path} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image is "
+            f"{expected_hw[1]}x{expected_hw[0]}; the mask must have its image's size."
+        )
+    bad = (mask > NUM_FG_CLASSES) & (mask != IGNORE_INDEX)
+    if bad.any():
+        values = sorted(set(np.unique(mask[bad]).tolist()))
+        raise VOCDataError(
+            f"mask {path} holds values {values[:10]} outside 0..{NUM_FG_CLASSES} and {IGNORE_INDEX}; "
+            "VOC masks store class indices, not colours."
+        )
+    return mask
+
+
+def labels_from_mask(mask: np.ndarray) -> np.ndarray:
+    """20-dim multi-hot image-level label vector (background excluded) from an index mask."""
+    present = np.unique(mask)
+    present = present[(present > 0) & (present <= NUM_FG_CLASSES)]
+    vec = np.zeros(NUM_FG_CLASSES, dtype=np.float32)
+    vec[present.astype(int) - 1] = 1.0
+    return vec
+
+
+def labels_from_xml(path: str | Path) -> np.ndarray:
+    """20-dim multi-hot label vector from the object <name> tags of a VOC annotation XML."""
+    path = Path(path)
+    if not path.is_file():
+        raise VOCDataError(f"annotation missing: {path} (use label_source: segmentation, or restore Annotations/)")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise VOCDataError(f"cannot parse annotation {path}: {err}") from err
+    vec = np.zeros(NUM_FG_CLASSES, dtype=np.float32)
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        if name not in CLASS_INDEX or name == "background":
+            raise VOCDataError(f"annotation {path} names unknown class {name!r}; valid: {VOC_CLASSES[1:]}")
+        vec[CLASS_INDEX[name] - 1] = 1.0
+    return vec
+
+
+def parse_split_line(line: str) -> str:
+    """An id from a split-file line: a bare id, or psa's ``/JPEGImages/X.jpg /SegmentationClassAug/X.png``."""
+    first = line.split()[0]
+    return Path(first).stem if ("/" in first or first.endswith(".jpg")) else first
+
+
+@dataclass(frozen=True)
+class VOCDataset:
+    """Read access to one split of a VOC2012 directory (``.../VOCdevkit/VOC2012``).
+
+    ``split`` is a name looked up in ``ImageSets/Segmentation/<split>.txt`` (``train_aug`` is also
+    looked for in ``ImageSets/SegmentationAug/``), or a path to a split file.
+    ``mask_dir`` is ``SegmentationClass`` (default) or ``SegmentationClassAug``.
+    """
+
+    root: Path
+    split: str
+    label_source: str = "segmentation"
+    mask_dir: str = "SegmentationClass"
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+        if not self.root.is_dir():
+            raise VOCDataError(
+                f"VOC root {self.root} does not exist. Set dataset.root in config.yaml to your "
+                "VOCdevkit/VOC2012 directory, or to null for the embedded synthetic dataset."
+            )
+        if not (self.root / "JPEGImages").is_dir():
+            raise VOCDataError(
+                f"{self.root} has no JPEGImages/ directory; dataset.root must point at VOCdevkit/VOC2012."
+            )
+        if self.label_source not in LABEL_SOURCES:
+            raise VOCDataError(f"label_source {self.label_source!r} is not one of {LABEL_SOURCES}")
+        object.__setattr__(self, "ids", read_split(self.root, self.split))
+
+    ids: tuple[str, ...] = field(init=False, default=())
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / "JPEGImages" / f"{image_id}.jpg"
+
+    def mask_path(self, image_id: str) -> Path:
+        return self.root / self.mask_dir / f"{image_id}.png"
+
+    def annotation_path(self, image_id: str) -> Path:
+        return self.root / "Annotations" / f"{image_id}.xml"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image(self, image_id: str) -> np.ndarray:
+        return load_image(self.image_path(image_id))
+
+    def mask(self, image_id: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+        return load_mask(self.mask_path(image_id), expected_hw)
+
+    def has_mask(self, image_id: str) -> bool:
+        return self.mask_path(image_id).is_file()
+
+    def labels(self, image_id: str, mask: np.ndarray | None = None) -> np.ndarray:
+        if self.label_source == "annotations":
+            return labels_from_xml(self.annotation_path(image_id))
+        if mask is None:
+            mask = self.mask(image_id)
+        return labels_from_mask(mask)
+
+    def __getitem__(self, index: int) -> dict:
+        image_id = self.ids[index]
+        image = self.image(image_id)
+        mask = self.mask(image_id, image.shape[:2]) if self.has_mask(image_id) else None
+        if mask is None and self.label_source == "segmentation":
+            raise VOCDataError(f"no mask {self.mask_path(image_id)} to derive labels from; "
+                               "use label_source: annotations for ids without masks.")
+        return {"id": image_id, "image": image, "mask": mask, "labels": self.labels(image_id, mask)}
+
+
+def split_path(root: Path, split: str) -> Path:
+    candidate = Path(split)
+    if candidate.suffix == ".txt" and candidate.is_file():
+        return candidate
+    for sub in ("Segmentation", "SegmentationAug"):
+        path = Path(root) / "ImageSets" / sub / f"{split}.txt"
+        if path.is_file():
+            return path
+    raise VOCDataError(
+        f"split file for {split!r} not found: looked for {Path(root) / 'ImageSets/Segmentation' / (split + '.txt')}. "
+        "Check dataset.train_split / dataset.eval_split in config.yaml."
+    )
+
+
+def read_split(root: str | Path, split: str) -> tuple[str, ...]:
+    """Image ids of a split, in file order, duplicates removed."""
+    path = split_path(Path(root), split)
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    ids = tuple(dict.fromkeys(parse_split_line(ln) for ln in lines if ln))
+    if not ids:
+        raise VOCDataError(f"split file {path} is empty; it must list one image id per line.")
+    return ids

@@ -1,0 +1,47 @@
+"""Shared plumbing of the stage entry points: argument parsing, logging, errors, seeding."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from typing import Callable
+
+log = logging.getLogger("vitaff")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--params", required=True, help="the rule's parameters as one JSON object")
+    return p
+
+
+def run(main: Callable[[argparse.Namespace, dict], None], p: argparse.ArgumentParser, argv=None) -> None:
+    """Parse, log to stderr (the rule's log file), turn expected errors into one clear line + exit 1."""
+    from vitaff.config import ConfigError
+    from vitaff.data.voc import VOCDataError
+    from vitaff.store import IncompleteArtifactError
+
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    params = json.loads(args.params)
+    start = time.time()
+    try:
+        main(args, params)
+    except (ConfigError, VOCDataError, IncompleteArtifactError, FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    log.info("done in %.1f s", time.time() - start)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

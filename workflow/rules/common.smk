@@ -1,0 +1,41 @@
+# Shared helpers: the effective config, split names, shard lists and code hashes for rules.
+import hashlib
+from pathlib import Path
+
+from vitaff.config import effective_config, to_json, uses_embedded_dataset, voc_root
+
+# The effective config: validated, defaults filled, `embedded` overrides applied for the generated set.
+CFG = effective_config(config)
+EMBEDDED = uses_embedded_dataset(CFG)
+VOC_ROOT = str(voc_root(CFG))
+SYNTH_DIR = CFG["synthetic"]["dir"]
+TRAIN_SPLIT = CFG["dataset"]["train_split"]
+EVAL_SPLIT = CFG["dataset"]["eval_split"]
+SPLITS = sorted({TRAIN_SPLIT, EVAL_SPLIT})
+SHARDS = list(range(CFG["dataset"]["shards"]))
+PY = "python -m"
+
+
+wildcard_constraints:
+    split="|".join(SPLITS),
+    shard=r"\d+",
+
+
+def code_hash(*paths):
+    """Hash of the vitaff sources a rule depends on: a param, so editing them reruns the rule."""
+    digest = hashlib.sha256()
+    for top in paths:
+        top = Path(workflow.basedir) / top
+        files = sorted(top.rglob("*.py")) if top.is_dir() else [top]
+        for f in files:
+            digest.update(str(f.relative_to(workflow.basedir)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+COMMON_CODE = ("vitaff/__init__.py", "vitaff/config.py", "vitaff/store.py", "vitaff/stages/_cli.py")
+
+
+def dataset_marker():
+    """The embedded dataset's completion file, or nothing for a real VOCdevkit."""
+    return [f"{VOC_ROOT}/synthetic.json"] if EMBEDDED else []

@@ -1,0 +1,28 @@
+# Data: generate the embedded VOC-layout dataset (only when dataset.root is null) and index splits.
+
+
+rule make_synthetic_dataset:
+    output:
+        f"{VOC_ROOT}/synthetic.json",
+    params:
+        args=to_json(CFG["synthetic"]),
+        code=code_hash("vitaff/data/synthetic.py", "vitaff/stages/make_dataset.py", *COMMON_CODE),
+    log:
+        "results/logs/make_synthetic_dataset.log",
+    shell:
+        "{PY} vitaff.stages.make_dataset --params {params.args:q} --out {output} > {log} 2>&1"
+
+
+rule dataset_index:
+    """Read every image and mask of a split once: sizes, image-level labels, and early errors."""
+    input:
+        dataset_marker(),
+    output:
+        "results/data/{split}.csv",
+    params:
+        args=lambda wc: to_json({**CFG["dataset"], "root": VOC_ROOT, "split": wc.split}),
+        code=code_hash("vitaff/data", "vitaff/stages/dataset_index.py", *COMMON_CODE),
+    log:
+        "results/logs/dataset_index/{split}.log",
+    shell:
+        "{PY} vitaff.stages.dataset_index --params {params.args:q} --out {output} > {log} 2>&1"
