@@ -1,0 +1,576 @@
+"""Vision Transformer with layer-wise relevance propagation (SPEC section 1).
+
+Model: Dosovitskiy et al., "An Image is Worth 16x16 Words: Transformers for Image Recognition at
+Scale", ICLR 2021 (https://arxiv.org/abs/2010.11929), with timm's parameter names
+(``timm/models/vision_transformer.py``) so that every timm checkpoint loads with ``strict=True``.
+
+Relevance: Chefer, Gur & Wolf, "Transformer Interpretability Beyond Attention Visualization",
+CVPR 2021 (https://arxiv.org/abs/2012.09838), section 3.1-3.2: LRP with alpha = 1, beta = 0
+(eq. 1-3 and the z^B rule of eq. 4 at the input), the normalised Add rule (eq. 7-8) and
+gradient x input on the two activation-activation products of attention (each half / 2).
+
+Design (see ``STYLE.md``):
+
+* a plain ``model(x)`` is an ordinary ``nn.Module`` forward (fused attention, nothing recorded);
+* ``model.forward_trace(x)`` runs the same layers with a per-call :class:`Record` tree in which
+  each layer stores the activations its relevance rule needs -- no state stays on the modules,
+  so calls are re-entrant and a batch is just a batch;
+* every layer has ``relprop(R, rec, rules)`` and :meth:`VisionTransformer.relprop` reads like
+  the forward pass in reverse; the rule set (:data:`OURS` = section 1, :data:`ORIG` = the "orig"
+  rules of plain LRP, SPEC section 2) is a parameter;
+* sums that the rules normalise by ("over the whole tensor") run per sample, so the relevance of
+  one image does not depend on the rest of its batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "RuleSet",
+    "OURS",
+    "ORIG",
+    "RULE_SETS",
+    "Record",
+    "RelevanceResult",
+    "PatchEmbed",
+    "Attention",
+    "Mlp",
+    "Block",
+    "VisionTransformer",
+    "safe_divide",
+    "linear_relprop",
+    "add_relprop",
+    "matmul_relprop",
+]
+
+EPS = 1e-9
+
+
+# ----------------------------------------------------------------------------------------------
+# Rules (SPEC section 1)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Which variant of the two rules that differ between Chefer et al. and plain LRP.
+
+    ``rescale_add``: Add rescales both operands' relevance so that ``|sum R_u| : |sum R_v|`` is
+    kept and the pair conserves ``sum R`` (section 1). Plain LRP ("orig"): gradient x input only.
+    ``separate_linear``: the Linear rule normalises the positive part ``x+ W+`` and the negative
+    part ``x- W-`` separately ("orig") instead of by their sum (section 1).
+    """
+
+    name: str
+    rescale_add: bool
+    separate_linear: bool
+
+
+OURS = RuleSet("ours", rescale_add=True, separate_linear=False)
+ORIG = RuleSet("orig", rescale_add=False, separate_linear=True)
+RULE_SETS = {r.name: r for r in (OURS, ORIG)}
+
+
+def safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a / (b + 1e-9)``, and 0 where ``b == 0`` (SPEC section 1, "Division everywhere")."""
+    out = a / (b + EPS)
+    return out.masked_fill_(b == 0, 0)
+
+
+def _total(t: torch.Tensor) -> torch.Tensor:
+    """Per-sample total (B,) of a relevance tensor."""
+    return t.reshape(t.shape[0], -1).sum(1)
+
+
+def sample_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over everything but the batch dimension, shaped to broadcast against ``t``."""
+    return t.reshape(t.shape[0], -1).sum(1).reshape((t.shape[0],) + (1,) * (t.dim() - 1))
+
+
+def linear_relprop(x: torch.Tensor, weight: torch.Tensor, R: torch.Tensor, rules: RuleSet,
+                   cache: dict | None = None) -> torch.Tensor:
+    """LRP alpha1-beta0 through ``y = x W^T (+ b)``, bias ignored.
+
+    ours: ``Z = x+ W+^T + x- W-^T; S = R / Z; R_x = x+ (S W+) + x- (S W-)``.
+    orig: the same with ``S+ = R / (x+ W+^T)`` and ``S- = R / (x- W-^T)``.
+    ``cache``: a per-call dict in which ``x+ W+^T`` and ``x- W-^T`` (independent of ``R`` and
+    of the rule set) are kept for later passes over the same activations.
+    """
+    shape = x.shape[:-1]
+    x2, r2 = x.reshape(-1, x.shape[-1]), R.reshape(-1, R.shape[-1])
+    wp = weight.clamp(min=0)
+    wn = weight - wp
+    xp = x2.clamp(min=0)
+    xn = x2 - xp
+    key = (id(weight), tuple(shape))
+    if cache is not None and key in cache:
+        zp, zn = cache[key]
+        z = None
+    elif cache is not None or rules.separate_linear:
+        zp, zn = xp @ wp.T, xn @ wn.T
+        if cache is not None:
+            cache[key] = (zp, zn)
+        z = None
+    else:
+        z = torch.addmm(xp @ wp.T, xn, wn.T)
+    if rules.separate_linear:
+        sp, sn = safe_divide(r2, zp), safe_divide(r2, zn)
+    else:
+        # Z >= 0: both products are sums of non-negative terms
+        sp = sn = safe_divide(r2, zp + zn if z is None else z)
+    out = (sp @ wp).mul_(xp)
+    out.addcmul_(xn, sn @ wn)
+    return out.reshape(*shape, x.shape[-1])
+
+
+def add_relprop(
+    u: torch.Tensor, v: torch.Tensor, R: torch.Tensor, rules: RuleSet, z: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relevance of the two operands of ``z = u + v`` (``v`` may broadcast over the batch).
+
+    Gradient x input ``R_u = u R / z``; with ``rules.rescale_add`` each part is then rescaled per
+    sample so that ``|sum R_u| : |sum R_v|`` is kept and ``sum R_u + sum R_v = sum R``.
+    ``z``: the sum if the forward pass kept it.
+    """
+    s = safe_divide(R, u + v if z is None else z)
+    ru, rv = u * s, v * s
+    if rules.rescale_add:
+        su, sv, sr = sample_sum(ru), sample_sum(rv), sample_sum(R)
+        total = su.abs() + sv.abs()
+        ru.mul_(safe_divide(safe_divide(su.abs(), total) * sr, su))
+        rv.mul_(safe_divide(safe_divide(sv.abs(), total) * sr, sv))
+    return ru, rv
+
+
+def matmul_relprop(
+    a: torch.Tensor, b: torch.Tensor, R: torch.Tensor, z: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient x input through ``z = a @ b`` of two activations, each half divided by 2.
+
+    ``S = R / Z``; ``R_a = a * (S b^T) / 2``, ``R_b = b * (a^T S) / 2``.
+    """
+    s = safe_divide(R, a @ b if z is None else z).mul_(0.5)
+    ra = (s @ b.transpose(-1, -2)).mul_(a)
+    rb = (a.transpose(-1, -2) @ s).mul_(b)
+    return ra, rb
+
+
+class Record(dict):
+    """Per-call activations of one layer (and, under string keys, of its sub-layers)."""
+
+    def child(self, name: str) -> "Record":
+        sub = self.get(name)
+        if sub is None:
+            sub = self[name] = Record()
+        return sub
+
+
+@dataclass
+class RelevanceResult:
+    """Output of :meth:`VisionTransformer.relprop`.
+
+    ``attn``: block index -> ``R^{A_b}`` (B x heads x N x N, the halved relevance of the
+    attention probabilities) for the requested blocks. ``sums``: (stage, per-sample total
+    relevance) in the order of the pass -- the conservation property test reads these.
+    ``tokens``: relevance at the input of block 0 (B x N x D) if the pass got there.
+    ``pixels``: B x H x W input relevance, summed over channels (``to_pixels=True``).
+    """
+
+    rules: RuleSet
+    attn: dict[int, torch.Tensor] = field(default_factory=dict)
+    sums: list[tuple[str, torch.Tensor]] = field(default_factory=list)
+    tokens: torch.Tensor | None = None
+    pixels: torch.Tensor | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers
+# ----------------------------------------------------------------------------------------------
+
+
+class PatchEmbed(nn.Module):
+    """Image to patch tokens with a strided convolution (timm ``PatchEmbed``: ``proj``)."""
+
+    def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3,
+                 embed_dim: int = 768) -> None:
+        super().__init__()
+        self.img_size = _pair(img_size)
+        self.patch_size = _pair(patch_size)
+        self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def set_img_size(self, img_size: int | tuple[int, int]) -> None:
+        self.img_size = _pair(img_size)
+        self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+
+    def feature_grid(self, x: torch.Tensor) -> tuple[int, int]:
+        return x.shape[-2] // self.patch_size[0], x.shape[-1] // self.patch_size[1]
+
+    def embed(self, x: torch.Tensor, rec: Record | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Images -> (B x n x D tokens, token grid)."""
+        if rec is not None:
+            rec["x"] = x
+        x = self.proj(x)
+        return x.flatten(2).transpose(1, 2), (x.shape[-2], x.shape[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)[0]
+
+    def relprop(self, R: torch.Tensor, rec: Record, rules: RuleSet) -> torch.Tensor:
+        """z^B rule of the input layer (Montavon et al. 2017), bounds L, H = per-image min/max.
+
+        ``R``: B x n_patches x D -> B x C x H x W pixel relevance.
+        """
+        x = rec["x"]
+        w = self.proj.weight
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        B = x.shape[0]
+        low = x.reshape(B, -1).amin(1).reshape(B, 1, 1, 1).expand_as(x)
+        high = x.reshape(B, -1).amax(1).reshape(B, 1, 1, 1).expand_as(x)
+        conv = dict(stride=self.proj.stride, padding=self.proj.padding)
+        gh, gw = self.feature_grid(x)
+        R = R.transpose(1, 2).reshape(B, -1, gh, gw)
+        z = F.conv2d(x, w, **conv) - F.conv2d(low, wp, **conv) - F.conv2d(high, wn, **conv) + EPS
+        s = R / z
+        out_pad = (x.shape[-2] - ((gh - 1) * self.proj.stride[0] + w.shape[-2]),
+                   x.shape[-1] - ((gw - 1) * self.proj.stride[1] + w.shape[-1]))
+
+        def back(weight: torch.Tensor) -> torch.Tensor:
+            return F.conv_transpose2d(s, weight, output_padding=out_pad, **conv)
+
+        return x * back(w) - low * back(wp) - high * back(wn)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (timm names ``qkv``, ``proj``)."""
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, rec: Record | None = None) -> torch.Tensor:
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if rec is None:
+            o = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
+        else:
+            attn = self.attn_drop(((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1))
+            rec.update(x=x, q=q, k=k, v=v, attn=attn)
+            o = attn @ v
+        o = o.transpose(1, 2).reshape(B, N, C)
+        if rec is not None:
+            rec["o"] = o
+        return self.proj_drop(self.proj(o))
+
+    def relprop(self, R: torch.Tensor, rec: Record, rules: RuleSet,
+                keep_attn: Callable[[torch.Tensor], None] | None = None,
+                stop_at_attn: bool = False, cls_only: bool = False, cache: dict | None = None
+                ) -> torch.Tensor | None:
+        """proj -> (A V) -> softmax (identity) -> (Q K^T) -> qkv; dropout is identity.
+
+        ``cls_only``: ``R`` (B x 1 x C) is the relevance of the CLS output token, all others
+        are 0 (the last block); rows that would stay 0 are not computed.
+        """
+        B, n, C = R.shape
+        h, d = self.num_heads, self.head_dim
+        o = rec["o"][:, :n]
+        R = linear_relprop(o, self.proj.weight, R, rules, cache).reshape(B, n, h, d).transpose(1, 2)
+        attn, v = rec["attn"][:, :, :n], rec["v"]
+        N = v.shape[2]
+        # the product A V is o before merging heads: no need to recompute it
+        r_attn, r_v = matmul_relprop(attn, v, R, z=o.reshape(B, n, h, d).transpose(1, 2))
+        if keep_attn is not None:
+            if n < N:
+                full = r_attn.new_zeros(B, h, N, N)
+                full[:, :, :n] = r_attn
+                keep_attn(full)
+            else:
+                keep_attn(r_attn)
+        if stop_at_attn:
+            return None
+        q, k = rec["q"][:, :, :n], rec["k"]
+        r_q, r_kt = matmul_relprop(q, k.transpose(-2, -1), r_attn)
+        r_qkv = R.new_zeros(B, N, 3, h, d) if n < N else R.new_empty(B, N, 3, h, d)
+        r_qkv[:, :n, 0] = r_q.transpose(1, 2)
+        r_qkv[:, :, 1] = r_kt.permute(0, 3, 1, 2)
+        r_qkv[:, :, 2] = r_v.transpose(1, 2)
+        return linear_relprop(rec["x"], self.qkv.weight, r_qkv.reshape(B, N, 3 * C), rules, cache)
+
+
+class Mlp(nn.Module):
+    """fc1 -> GELU -> fc2 (timm names ``fc1``, ``fc2``)."""
+
+    def __init__(self, in_features: int, hidden_features: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor, rec: Record | None = None) -> torch.Tensor:
+        h = self.drop1(self.act(self.fc1(x)))
+        if rec is not None:
+            rec.update(x=x, h=h)
+        return self.drop2(self.fc2(h))
+
+    def relprop(self, R: torch.Tensor, rec: Record, rules: RuleSet, cache: dict | None = None) -> torch.Tensor:
+        """``R``: relevance of the first ``R.shape[1]`` output tokens (all in a normal pass)."""
+        n = R.shape[1]
+        R = linear_relprop(rec["h"][:, :n], self.fc2.weight, R, rules, cache)  # GELU, dropout: identity
+        return linear_relprop(rec["x"][:, :n], self.fc1.weight, R, rules, cache)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (training only); identity for relevance."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 proj_drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
+                 norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
+        self.drop_path1 = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.drop_path2 = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor, rec: Record | None = None) -> torch.Tensor:
+        if rec is None:
+            x = x + self.drop_path1(self.attn(self.norm1(x)))
+            return x + self.drop_path2(self.mlp(self.norm2(x)))
+        a = self.drop_path1(self.attn(self.norm1(x), rec.child("attn")))
+        rec.update(x=x, a=a)
+        x = x + a
+        m = self.drop_path2(self.mlp(self.norm2(x), rec.child("mlp")))
+        out = x + m
+        rec.update(x_mid=x, m=m, out=out)
+        return out
+
+    def relprop(self, R: torch.Tensor, rec: Record, rules: RuleSet,
+                keep_attn: Callable[[torch.Tensor], None] | None = None,
+                stop_at_attn: bool = False, cls_only: bool = False, cache: dict | None = None
+                ) -> torch.Tensor | None:
+        """add2 -> (mlp <- norm2) + residual (clone: relevances add) -> add1 -> (attn <- norm1).
+
+        ``cls_only``: only the CLS token of ``R`` is non-zero (the last block after the CLS
+        select); the token-wise rules then run on that token alone.
+        """
+        n = 1 if cls_only else R.shape[1]
+        R = R[:, :n]
+        r_res, r_mlp = add_relprop(rec["x_mid"][:, :n], rec["m"][:, :n], R, rules, z=rec["out"][:, :n])
+        R = self.mlp.relprop(r_mlp, rec["mlp"], rules, cache).add_(r_res)  # norm2: identity; clone: add
+        r_res, r_attn = add_relprop(rec["x"][:, :n], rec["a"][:, :n], R, rules, z=rec["x_mid"][:, :n])
+        R = self.attn.relprop(r_attn, rec["attn"], rules, keep_attn, stop_at_attn, cls_only, cache)
+        if R is None:
+            return None
+        R[:, :n] += r_res  # norm1: identity; clone: add
+        return R
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------
+
+
+class VisionTransformer(nn.Module):
+    """ViT with a CLS token, learned position embedding, pre-norm blocks and a linear head.
+
+    ``embed_layer``: a module with ``embed(x, rec=None) -> (B x n x D tokens, grid)``,
+    ``grid_size`` and ``num_patches`` (``PatchEmbed`` or the hybrid's CNN embedding). With ``dynamic_img_size`` the position embedding is resampled on the fly for
+    inputs whose grid differs from the configured one.
+    """
+
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_eps: float = 1e-6,
+        dynamic_img_size: bool = False,
+        embed_layer: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_features = self.embed_dim = embed_dim
+        self.num_prefix_tokens = 1
+        self.dynamic_img_size = dynamic_img_size
+        self.patch_embed = embed_layer if embed_layer is not None else PatchEmbed(
+            img_size, patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.ModuleList([
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, proj_drop_rate, attn_drop_rate, dpr[i], norm_eps)
+            for i in range(depth)
+        ])
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """timm's default ("jax"-free) init: trunc-normal 0.02 for Linear and embeddings."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return tuple(self.patch_embed.grid_size)
+
+    # -- plain forward ------------------------------------------------------------------------
+
+    def _pos_embed(self, tokens: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepend the CLS token; return (tokens with CLS, position embedding to add)."""
+        pos = self.pos_embed
+        if tuple(grid) != self.grid_size:
+            if not self.dynamic_img_size:
+                raise ValueError(
+                    f"input gives a {grid[0]}x{grid[1]} token grid but the model was built for "
+                    f"{self.grid_size[0]}x{self.grid_size[1]}; create it with img_size=... or "
+                    "dynamic_img_size=True")
+            from timm.layers import resample_abs_pos_embed
+            pos = resample_abs_pos_embed(pos, list(grid), list(self.grid_size), num_prefix_tokens=1)
+        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
+        return torch.cat((cls, tokens), dim=1), pos
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> tokens after the final norm (B x N x D)."""
+        x, pos = self._pos_embed(*self.patch_embed.embed(x))
+        x = self.pos_drop(x + pos)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Tokens after the final norm -> logits (CLS token pooling)."""
+        x = self.head_drop(x[:, 0])
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # -- traced forward and relevance pass ----------------------------------------------------
+
+    def forward_trace(self, x: torch.Tensor) -> tuple[torch.Tensor, Record]:
+        """Forward that records what the relevance rules need into a fresh :class:`Record`.
+
+        Gradients flow as usual (run under ``torch.no_grad()`` when none are needed); the record
+        holds references to activations only, the caller decides how long they live.
+        """
+        rec = Record()
+        tokens, grid = self.patch_embed.embed(x, rec.child("patch_embed"))
+        tokens, pos = self._pos_embed(tokens, grid)
+        rec.update(grid=grid, tokens=tokens, pos=pos)
+        x = self.pos_drop(tokens + pos)
+        blocks = rec["blocks"] = [Record() for _ in self.blocks]
+        for blk, brec in zip(self.blocks, blocks):
+            x = blk(x, brec)
+        x = self.norm(x)
+        pooled = self.head_drop(x[:, 0])
+        rec["pooled"] = pooled
+        logits = self.head(pooled)
+        return logits, rec
+
+    def relprop(
+        self,
+        rec: Record,
+        R: torch.Tensor,
+        rules: RuleSet = OURS,
+        keep_attn: set[int] | None = None,
+        stop_block: int | None = None,
+        to_pixels: bool = False,
+        cache: dict | None = None,
+    ) -> RelevanceResult:
+        """Relevance pass: head -> CLS select -> final norm -> blocks (last to first) -> tokens.
+
+        ``R``: B x num_classes relevance of the logits (one-hot of the explained class).
+        ``keep_attn``: blocks whose attention relevance ``R^A`` to return. ``stop_block``: the
+        pass ends once ``R^A`` of this block is known (only later blocks are traversed in
+        full); ``None`` runs through all blocks to the tokens. ``to_pixels`` continues through
+        the position-embedding add and the patch embedding to the image (plain ViT only).
+        ``cache``: a dict shared by several passes over the same ``rec`` (other targets, other
+        rule set) so that the rule-independent products of the Linear rule are computed once.
+        """
+        if to_pixels and not hasattr(self.patch_embed, "relprop"):
+            raise ValueError(
+                f"{type(self.patch_embed).__name__} has no relevance rules: relevance stops at the "
+                "tokens for this model (no pixel-level 'lrp')")
+        keep_attn = set(keep_attn or ())
+        out = RelevanceResult(rules=rules)
+        with torch.no_grad():
+            R = R.to(rec["pooled"].dtype)
+            out.sums.append(("logits", _total(R)))
+            r_cls = linear_relprop(rec["pooled"], self.head.weight, R, rules, cache)
+            out.sums.append(("head", _total(r_cls)))
+            R = torch.zeros_like(rec["tokens"])
+            R[:, 0] = r_cls  # CLS select: all relevance to token 0; final norm: identity
+            if to_pixels:
+                stop_block = None
+            for b in range(len(self.blocks) - 1, (stop_block or 0) - 1, -1):
+                keep = (lambda r, b=b: out.attn.__setitem__(b, r)) if b in keep_attn else None
+                R = self.blocks[b].relprop(R, rec["blocks"][b], rules, keep, stop_at_attn=(b == stop_block),
+                                           cls_only=(b == len(self.blocks) - 1), cache=cache)
+                if R is None:
+                    return out
+                out.sums.append((f"block{b}", _total(R)))
+            out.tokens = R
+            if to_pixels:
+                r_tok, r_pos = add_relprop(rec["tokens"], rec["pos"], R, rules)
+                out.sums.append(("tokens+pos", _total(r_tok) + _total(r_pos)))
+                out.pixels = self.patch_embed.relprop(r_tok[:, 1:], rec["patch_embed"], rules).sum(1)
+                out.sums.append(("pixels", _total(out.pixels)))
+        return out
+
+
+def _pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
