@@ -1,0 +1,109 @@
+"""Background maps and the dense-CRF wrapper (pydensecrf)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vitaff.crf import (
+    background_map,
+    crf_argmax_labels,
+    crf_confident_labels,
+    dense_crf,
+    select_present_maps,
+)
+
+
+def test_background_map_values_and_fixed_points():
+    maps = np.array([[[0.0, 0.5]], [[0.2, 0.25]]], np.float32)  # C=2, 1 x 2
+    np.testing.assert_allclose(background_map(maps, 4), [[0.8**4, 0.5**4]], rtol=1e-6)
+    assert background_map(np.zeros((0, 3, 4)), 32).shape == (3, 4)
+    assert (background_map(np.zeros((0, 3, 4)), 32) == 1).all()
+    # SPEC: foreground wins without CRF above m* = 0.276 (alpha 4) and 0.077 (alpha 32)
+    for alpha, m_star in [(4, 0.276), (32, 0.077)]:
+        assert background_map(np.full((1, 1, 1), m_star - 0.002), alpha)[0, 0] > m_star - 0.002
+        assert background_map(np.full((1, 1, 1), m_star + 0.002), alpha)[0, 0] < m_star + 0.002
+
+
+def _halves(h=32, w=40, seed=0, noise=0.15):
+    """Black left half, white right half; a noisy class seed that is higher on the right."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((h, w, 3), np.uint8)
+    image[:, w // 2 :] = 255
+    seed_map = np.where(np.arange(w)[None, :] >= w // 2, 0.36, 0.2).astype(np.float32)
+    seed_map = np.clip(seed_map + rng.uniform(-noise, noise, (h, w)), 0, 1).astype(np.float32)
+    truth = np.zeros((h, w), np.uint8)
+    truth[:, w // 2 :] = 1
+    return image, seed_map, truth
+
+
+def test_dense_crf_shapes_normalisation_and_separable_image():
+    image, seed_map, truth = _halves()
+    probs = np.stack([background_map(seed_map[None], 4), seed_map])
+    before = probs.argmax(0)
+    assert (before != truth).mean() > 0.1  # the seed alone is noisy at alpha 4
+    q = dense_crf(image, probs)
+    assert q.shape == probs.shape and q.dtype == np.float32
+    np.testing.assert_allclose(q.sum(0), 1.0, atol=1e-4)
+    assert (q.argmax(0) == truth).all()  # the CRF follows the image edge
+    # fewer iterations / no pairwise terms leave the noise in
+    weak = dense_crf(image, probs, n_iter=1, gaussian_compat=0, bilateral_compat=0)
+    assert (weak.argmax(0) != truth).mean() > 0.1
+
+
+def test_dense_crf_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="10x10"):
+        dense_crf(np.zeros((10, 10, 3), np.uint8), np.full((2, 10, 12), 0.5, np.float32))
+    with pytest.raises(ValueError):
+        dense_crf(np.zeros((10, 10), np.uint8), np.full((2, 10, 10), 0.5, np.float32))
+    with pytest.raises(ValueError):
+        dense_crf(np.zeros((10, 10, 3), np.uint8), np.full((10, 10), 0.5, np.float32))
+    with pytest.raises(ValueError):
+        dense_crf(np.full((4, 4, 3), 300.0), np.full((2, 4, 4), 0.5, np.float32))
+
+
+def _three_regions(h=24, w=36):
+    image = np.zeros((h, w, 3), np.uint8)
+    image[:, 12:24] = (200, 30, 30)
+    image[:, 24:] = (30, 30, 200)
+    maps = np.zeros((2, h, w), np.float32)  # present classes [15, 2] in this order
+    maps[0, :, 12:24] = 0.9
+    maps[1, :, 24:] = 0.5
+    maps[1, :, 22:24] = 0.05  # a little overlap into the red region
+    return image, maps
+
+
+def test_crf_confident_labels_conventions():
+    image, maps = _three_regions()
+    present = [15, 2]
+    fg, bg, p_lo, p_hi = crf_confident_labels(image, maps, present, alpha_low=4, alpha_high=32)
+    assert fg.shape == bg.shape == (24, 36) and fg.dtype == bg.dtype == np.uint8
+    assert p_lo.shape == p_hi.shape == (3, 24, 36)
+    np.testing.assert_allclose(p_lo.sum(0), 1, atol=1e-4)
+    np.testing.assert_allclose(p_hi.sum(0), 1, atol=1e-4)
+    assert set(np.unique(fg)) == {0, 15, 2}  # VOC indices, in the order of present_classes
+    assert (fg[:, :12] == 0).all() and (fg[:, 12:24] == 15).all() and (fg[:, 24:] == 2).all()
+    assert set(np.unique(bg)) <= {0, 15, 2}
+    assert (bg == 0).sum() <= (fg == 0).sum()  # a larger alpha shrinks the background
+    # a 20-channel stack indexed by class - 1 gives the same result
+    full = np.zeros((20, 24, 36), np.float32)
+    full[14], full[1] = maps[0], maps[1]
+    full[6] = 1.0  # an absent class (7) with a strong map must never appear
+    fg20, bg20, _, _ = crf_confident_labels(image, full, present)
+    np.testing.assert_array_equal(fg20, fg)
+    np.testing.assert_array_equal(bg20, bg)
+    base = crf_argmax_labels(image, maps, present, alpha=4)
+    np.testing.assert_array_equal(base, fg)
+
+
+def test_crf_no_present_classes_and_bad_inputs():
+    image = np.zeros((8, 8, 3), np.uint8)
+    fg, bg, p_lo, _ = crf_confident_labels(image, np.zeros((0, 8, 8)), [])
+    assert (fg == 0).all() and (bg == 0).all() and p_lo.shape == (1, 8, 8)
+    with pytest.raises(ValueError):
+        crf_confident_labels(image, np.zeros((3, 8, 8)), [1, 2])  # 3 maps for 2 classes
+    with pytest.raises(ValueError):
+        crf_confident_labels(image, np.zeros((1, 8, 8)), [21])  # not a VOC class
+    with pytest.raises(ValueError):
+        crf_argmax_labels(image, np.zeros((1, 8, 9)), [4])  # image 8x8, maps 8x9
+    assert select_present_maps(np.zeros((20, 2, 2)), [3, 1]).shape == (2, 2, 2)
