@@ -18,8 +18,16 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/classifier.smk"
+include: "workflow/rules/seeds.smk"
+include: "workflow/rules/crf.smk"
+include: "workflow/rules/affinity.smk"
+include: "workflow/rules/random_walk.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
     input:
         "results/voc_miou.csv",
+        "results/figures/wsss_stages.png",

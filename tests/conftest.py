@@ -42,3 +42,13 @@ def make_voc(root: Path, ids=("a", "b", "c"), size=(24, 32)) -> Path:
 @pytest.fixture
 def tiny_voc(tmp_path) -> Path:
     return make_voc(tmp_path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """OpenMP with several threads on a shared 2-core machine stalls 10-50x; tests use one."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)

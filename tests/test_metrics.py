@@ -67,3 +67,31 @@ def test_iou_equals_set_definition(gt, pred):
             assert np.isnan(iou[c])
         else:
             assert iou[c] == pytest.approx(inter / union)
+
+
+def test_average_precision_hand_case():
+    from vitaff.metrics import average_precision
+    # ranks: 0.9(+) 0.8(-) 0.7(+) 0.1(-): AP = 0.5*1 + 0.5*(2/3)
+    assert average_precision([0.9, 0.8, 0.7, 0.1], [1, 0, 1, 0]) == pytest.approx(0.5 + 1 / 3)
+    # ties are one threshold: both at 0.5, one positive -> precision 1/2 at recall 1
+    assert average_precision([0.5, 0.5], [1, 0]) == pytest.approx(0.5)
+    assert np.isnan(average_precision([0.1, 0.2], [0, 0]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=1, max_size=30))
+def test_average_precision_equals_threshold_sum(pairs):
+    """Independent computation: loop over every distinct threshold from high to low."""
+    from vitaff.metrics import average_precision
+    s = np.array([p[0] for p in pairs], float)
+    t = np.array([p[1] for p in pairs])
+    if t.sum() == 0:
+        return
+    ap, prev_recall = 0.0, 0.0
+    for thr in sorted(set(s), reverse=True):
+        sel = s >= thr
+        tp = np.sum(t & sel)
+        recall = tp / t.sum()
+        ap += (recall - prev_recall) * tp / sel.sum()
+        prev_recall = recall
+    assert average_precision(s, t) == pytest.approx(ap)

@@ -75,3 +75,32 @@ class ConfusionAccumulator:
 
     def miou(self) -> float:
         return mean_iou(self.matrix)
+
+
+def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Binary average precision, sum_n (R_n - R_{n-1}) P_n over distinct score thresholds.
+
+    Same definition as scikit-learn's ``average_precision_score`` (which the reference evaluation
+    scripts call); NaN when there is no positive.
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    targets = np.asarray(targets).reshape(-1) > 0
+    n_pos = targets.sum()
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="mergesort")
+    scores, targets = scores[order], targets[order]
+    # the last index of each run of equal scores is where a threshold takes effect
+    last_of_run = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    tp = np.cumsum(targets)[last_of_run]
+    fp = (last_of_run + 1) - tp
+    precision = tp / (tp + fp)
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Multi-label mAP: AP per class (column) over images, mean over classes with a positive."""
+    aps = [average_precision(scores[:, k], targets[:, k]) for k in range(scores.shape[1])]
+    aps = np.array(aps)
+    return float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan")

@@ -106,3 +106,70 @@ def open_store(path: str | Path) -> "zarr.Group":
             f"Delete it and rerun the pipeline (snakemake --rerun-incomplete ...)."
         )
     return group
+
+
+class ImageShardWriter:
+    """Per-image arrays of one shard in a zarr group, padded to the shard's largest image.
+
+    Each named array has shape N x [C x] Hmax x Wmax with one chunk per image, so each image is
+    written once, whole. Ids, sizes and per-image class lists are stored beside the arrays.
+    Use inside :func:`writing_store`.
+    """
+
+    def __init__(self, group, ids, sizes, arrays: dict[str, tuple[int | None, str]], classes=None):
+        import numpy as np
+
+        self.group = group
+        self.sizes = [tuple(int(v) for v in hw) for hw in sizes]
+        n = len(ids)
+        hmax = max((h for h, _ in self.sizes), default=1)
+        wmax = max((w for _, w in self.sizes), default=1)
+        group.attrs["ids"] = list(ids)
+        group.attrs["classes"] = [list(map(int, c)) for c in classes] if classes is not None else None
+        group.create_array("sizes", data=np.asarray(self.sizes, dtype=np.int32).reshape(n, 2))
+        self.arrays = {}
+        for name, (channels, dtype) in arrays.items():
+            lead = (channels,) if channels else ()
+            self.arrays[name] = group.create_array(
+                name, shape=(max(n, 1), *lead, hmax, wmax), chunks=(1, *lead, hmax, wmax), dtype=dtype, fill_value=0)
+
+    def write(self, index: int, name: str, value) -> None:
+        h, w = self.sizes[index]
+        if tuple(value.shape[-2:]) != (h, w):
+            raise ValueError(f"{name} for image {index} is {tuple(value.shape[-2:])}, expected {(h, w)}")
+        arr = self.arrays[name]
+        full = __import__("numpy").zeros(arr.shape[1:], dtype=arr.dtype)
+        full[..., :h, :w] = value
+        arr[index] = full
+
+
+class ImageShardReader:
+    """Reads what :class:`ImageShardWriter` wrote, each image cropped back to its own size."""
+
+    def __init__(self, path):
+        self.path = path
+        self.group = open_store(path)
+        self.ids = list(self.group.attrs["ids"])
+        self.classes = self.group.attrs.get("classes")
+        self.sizes = [tuple(hw) for hw in self.group["sizes"][:].tolist()]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def read(self, index: int, name: str):
+        h, w = self.sizes[index]
+        return self.group[name][index][..., :h, :w]
+
+
+def open_shards(paths) -> tuple[list, dict]:
+    """Readers of several shards plus an id -> (reader, index) lookup."""
+    readers = [ImageShardReader(p) for p in paths]
+    where = {image_id: (r, i) for r in readers for i, image_id in enumerate(r.ids)}
+    return readers, where
+
+
+def shard_slice(ids, shard: int, shards: int):
+    """The ids of one shard: a contiguous slice of the sorted ids (shard = unit of cluster work)."""
+    ids = sorted(ids)
+    per = -(-len(ids) // shards)
+    return ids[shard * per:(shard + 1) * per]

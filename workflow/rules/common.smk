@@ -39,3 +39,12 @@ COMMON_CODE = ("vitaff/__init__.py", "vitaff/config.py", "vitaff/store.py", "vit
 def dataset_marker():
     """The embedded dataset's completion file, or nothing for a real VOCdevkit."""
     return [f"{VOC_ROOT}/synthetic.json"] if EMBEDDED else []
+
+
+def stage_params(*sections, **extra):
+    """JSON params of a stage: seed, device, VOC root and the named config sections."""
+    return to_json({"seed": CFG["seed"], "device": CFG["device"], "voc_root": VOC_ROOT,
+                    **{s: CFG[s] for s in sections}, **extra})
+
+
+MODEL_CODE = ("vitaff/models", "vitaff/explain.py", "vitaff/classifier.py", "vitaff/data/voc.py")

@@ -1,0 +1,165 @@
+"""Paper step 5: AffinityNet on the classifier's CNN features (SPEC 6, "AffinityNet").
+
+The hybrid classifier's ResNet stages (``forward_cnn_features``) feed an :class:`AffinityNet`
+head; affinities ``a_ij = exp(-mean_c |f_i - f_j|)`` within the radius are trained with
+``L_bg+/4 + L_fg+/4 + L-/2`` on the affinity label grids. SGD with poly decay; the backbone
+(initialised from the classifier) learns at ``lr * backbone_lr_mult``, the new head at ``lr``
+(psa trains its head 10x faster than the backbone). Crops are aligned to the feature stride so
+image crops and label-grid crops correspond exactly. Training is seeded and resumable per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from vitaff.affinity import affinity_loss, extract_pairs, pairwise_affinity
+from vitaff.classifier import normalise, poly_lr, to_tensor
+from vitaff.data.voc import load_image
+from vitaff.models.affinitynet import AffinityNet
+from vitaff.store import save_torch
+
+log = logging.getLogger(__name__)
+IGNORE = 255
+
+
+class AffinityModel(nn.Module):
+    """Classifier CNN stem -> AffinityNet head -> affinity features on the ``stride`` grid."""
+
+    def __init__(self, classifier: nn.Module, stride: int = 8, out_dim: int | None = None):
+        super().__init__()
+        self.backbone = classifier
+        info = classifier.cnn_feature_info
+        self.stride = stride
+        self.pad_multiple = max(stride, max(int(i["reduction"]) for i in info))
+        chans = [int(i["num_chs"]) for i in info]
+        self.head = AffinityNet(chans, [max(16, c // 4) for c in chans], [int(i["reduction"]) for i in info],
+                                out_stride=stride, out_dim=out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.forward_cnn_features(x))
+
+    def affinity(self, x: torch.Tensor, radius: int) -> torch.Tensor:
+        return pairwise_affinity(self(x), radius)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad (normalised value 0 = mean grey) bottom/right to a multiple of ``multiple``."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, math.ceil(w / multiple) * multiple - w, 0, math.ceil(h / multiple) * multiple - h))
+
+
+class AffinityCropSet(Dataset):
+    """Image crops with their affinity label-grid crops; crops start on multiples of the stride."""
+
+    def __init__(self, voc_root, ids, label_grids, crop: int, stride: int, augment: bool = True,
+                 color_jitter=(0.3, 0.3, 0.3, 0.1)):
+        if crop % stride:
+            raise ValueError(f"affinity.crop_size {crop} must be a multiple of affinity.feature_stride {stride}")
+        self.root = Path(voc_root)
+        self.ids = list(ids)
+        self.grids = label_grids
+        self.crop, self.stride, self.augment = crop, stride, augment
+        from torchvision.transforms import v2
+        b, c, s, h = color_jitter
+        self.jitter = v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        x = to_tensor(load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg"))
+        if self.augment:
+            x = self.jitter(x).clamp_(0, 1)
+        x = normalise(x)
+        grid = torch.from_numpy(np.asarray(self.grids[i], dtype=np.int64))
+        gc = self.crop // self.stride
+        # pad image and grid to at least the crop (grid cells beyond the image are neutral)
+        gh, gw = max(grid.shape[0], gc), max(grid.shape[1], gc)
+        grid = F.pad(grid, (0, gw - grid.shape[1], 0, gh - grid.shape[0]), value=IGNORE)
+        x = F.pad(x, (0, gw * self.stride - x.shape[2], 0, gh * self.stride - x.shape[1]))
+        gy = int(torch.randint(0, gh - gc + 1, ())) if self.augment else 0
+        gx = int(torch.randint(0, gw - gc + 1, ())) if self.augment else 0
+        grid = grid[gy:gy + gc, gx:gx + gc]
+        s = self.stride
+        x = x[:, gy * s:(gy + gc) * s, gx * s:(gx + gc) * s]
+        if self.augment and torch.rand(()) < 0.5:
+            x, grid = x.flip(-1), grid.flip(-1)
+        return x, grid
+
+
+def train_affinity(model: AffinityModel, dataset: Dataset, *, epochs: int, batch_size: int, lr: float,
+                   backbone_lr_mult: float, momentum: float, weight_decay: float, poly_power: float,
+                   radius: int, seed: int, device, resume_path=None) -> list[dict]:
+    """Train in place; one history row per epoch with the loss and its three terms."""
+    model.to(device)
+    groups = [{"params": list(model.backbone.parameters()), "lr_mult": backbone_lr_mult},
+              {"params": list(model.head.parameters()), "lr_mult": 1.0}]
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
+    max_steps = epochs * len(loader)
+    history, start = [], 0
+    if resume_path is not None and Path(resume_path).is_file():
+        state = torch.load(resume_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start = state["history"], state["epoch"]
+        log.info("resuming from %s after epoch %d", resume_path, start)
+    for epoch in range(start, epochs):
+        model.train()
+        sums = {"loss": 0.0, "bg_pos": 0.0, "fg_pos": 0.0, "neg": 0.0}
+        for step, (x, grid) in enumerate(tqdm(loader, desc=f"affinity epoch {epoch + 1}/{epochs}", mininterval=10)):
+            base = poly_lr(lr, epoch * len(loader) + step, max_steps, poly_power)
+            for group in optimizer.param_groups:
+                group["lr"] = base * group["lr_mult"]
+            aff = model.affinity(x.to(device), radius)
+            loss, terms = affinity_loss(aff, extract_pairs(grid.to(device), radius))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums["loss"] += loss.item()
+            for k in ("bg_pos", "fg_pos", "neg"):
+                sums[k] += float(terms[k])
+        row = {"epoch": epoch + 1, **{k: v / len(loader) for k, v in sums.items()}, "lr": base}
+        history.append(row)
+        log.info("epoch %d: %s", epoch + 1, row)
+        if resume_path is not None:
+            save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                        "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1}, resume_path)
+    return history
+
+
+@torch.no_grad()
+def image_affinity(model: AffinityModel, image: np.ndarray, radius: int, device) -> torch.Tensor:
+    """K x h x w affinities of one whole image padded bottom/right (psa's inference)."""
+    model.eval()
+    x = pad_to_multiple(normalise(to_tensor(image)), model.pad_multiple)[None].to(device)
+    return model.affinity(x, radius)[0]
+
+
+def save_affinity_model(model: AffinityModel, classifier_path, path) -> None:
+    save_torch({"classifier": str(classifier_path), "stride": model.stride, "state_dict": model.state_dict()}, path)
+
+
+def load_affinity_model(path, classifier_path, device="cpu") -> AffinityModel:
+    from vitaff.classifier import load_classifier
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"AffinityNet checkpoint {path} missing; run the train_affinitynet rule first")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = AffinityModel(load_classifier(classifier_path, "cpu"), stride=state["stride"])
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval()

@@ -1,0 +1,183 @@
+"""Paper step 1: the hybrid ViT multi-label classifier on image-level labels (SPEC 5).
+
+Multilabel soft-margin loss, SGD (momentum 0.9, weight decay 1e-4) with poly learning-rate decay,
+horizontal flip + colour jitter, inputs resized to a square ``img_size`` and normalised with
+mean = std = 0.5. Training is seeded and resumable: a checkpoint of model, optimiser, RNG states
+and history is written atomically after every epoch, outside the rule's declared output.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from vitaff.data.voc import NUM_FG_CLASSES, load_image
+from vitaff.metrics import mean_average_precision
+from vitaff.store import save_torch
+
+log = logging.getLogger(__name__)
+
+MEAN = STD = 0.5
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 -> 3 x H x W float in [0, 1]."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    return (x - MEAN) / STD
+
+
+def resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a 3 x H x W (or B x 3 x H x W) tensor."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    batched = x.dim() == 4
+    out = F.interpolate(x if batched else x[None], size=size, mode="bilinear", align_corners=False)
+    return out if batched else out[0]
+
+
+def multi_hot(labels: Sequence[int]) -> torch.Tensor:
+    """VOC class indices (1..20) -> 20-dim multi-hot float vector."""
+    vec = torch.zeros(NUM_FG_CLASSES)
+    for c in labels:
+        vec[int(c) - 1] = 1.0
+    return vec
+
+
+class ClassificationSet(Dataset):
+    """Images of a split with their image-level labels, resized to a square input."""
+
+    def __init__(self, voc_root: str | Path, ids: Sequence[str], labels: Sequence[Sequence[int]],
+                 img_size: int, augment: bool = False, color_jitter=(0.3, 0.3, 0.3, 0.1)):
+        self.root = Path(voc_root)
+        self.ids = list(ids)
+        self.labels = [multi_hot(lab) for lab in labels]
+        self.img_size = img_size
+        self.augment = augment
+        if augment:
+            from torchvision.transforms import v2
+            b, c, s, h = color_jitter
+            self.jitter = v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        x = resize(to_tensor(load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")), self.img_size)
+        if self.augment:
+            if torch.rand(()) < 0.5:
+                x = x.flip(-1)
+            x = self.jitter(x).clamp_(0, 1)
+        return normalise(x), self.labels[i]
+
+
+def poly_lr(base_lr: float, step: int, max_steps: int, power: float) -> float:
+    return base_lr * (1 - step / max_steps) ** power
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    seed: int = 0
+
+
+@torch.no_grad()
+def predict_scores(model: torch.nn.Module, dataset: Dataset, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    scores, targets = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size):
+        scores.append(model(x.to(device)).float().cpu())
+        targets.append(y)
+    return torch.cat(scores).numpy(), torch.cat(targets).numpy()
+
+
+def train(model: torch.nn.Module, train_set: Dataset, eval_set: Dataset | None, settings: TrainSettings,
+          device, resume_path: str | Path | None = None) -> list[dict]:
+    """Train in place; returns one history row per epoch (loss, lr, train/eval mAP).
+
+    With ``resume_path`` the state after each epoch is saved there and, if present at start,
+    training continues from it, so a killed run resumes at its last finished epoch and ends with
+    the same weights as an uninterrupted run.
+    """
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay)
+    generator = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, drop_last=False, generator=generator)
+    max_steps = settings.epochs * len(loader)
+    history: list[dict] = []
+    start_epoch = 0
+    if resume_path is not None and Path(resume_path).is_file():
+        state = torch.load(resume_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start_epoch = state["history"], state["epoch"]
+        log.info("resuming from %s after epoch %d", resume_path, start_epoch)
+    for epoch in range(start_epoch, settings.epochs):
+        model.train()
+        total, count = 0.0, 0
+        for step, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", mininterval=10)):
+            lr = poly_lr(settings.lr, epoch * len(loader) + step, max_steps, settings.poly_power)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = x.to(device), y.to(device)
+            loss = F.multilabel_soft_margin_loss(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(x)
+            count += len(x)
+        row = {"epoch": epoch + 1, "loss": total / count, "lr": lr}
+        if eval_set is not None:
+            row["eval_mAP"] = 100 * mean_average_precision(*predict_scores(model, eval_set, settings.batch_size, device))
+        history.append(row)
+        log.info("epoch %d: %s", epoch + 1, row)
+        if resume_path is not None:
+            save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                        "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1}, resume_path)
+    return history
+
+
+def build_classifier(cls: dict) -> torch.nn.Module:
+    """The classifier of the config: a 20-class head on the named model, optionally initialised
+    from a local checkpoint or timm's pretrained weights (their 1000-class head is skipped)."""
+    from vitaff.models import create_model
+
+    source = cls.get("checkpoint") or (True if cls.get("pretrained") else None)
+    return create_model(cls["model"], num_classes=NUM_FG_CLASSES, pretrained=source, img_size=cls["img_size"])
+
+
+def save_classifier(model: torch.nn.Module, cls: dict, path: str | Path) -> None:
+    save_torch({"model": cls["model"], "img_size": cls["img_size"], "num_classes": NUM_FG_CLASSES,
+                "state_dict": model.state_dict()}, path)
+
+
+def load_classifier(path: str | Path, device="cpu") -> torch.nn.Module:
+    """Rebuild a classifier saved by :func:`save_classifier`, in eval mode on ``device``."""
+    from vitaff.models import create_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"classifier checkpoint {path} missing; run the train_classifier rule first")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = create_model(state["model"], num_classes=state["num_classes"], img_size=state["img_size"])
+    model.load_state_dict(state["state_dict"])
+    model.img_size = state["img_size"]
+    return model.to(device).eval()

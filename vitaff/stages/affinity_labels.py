@@ -1,0 +1,43 @@
+"""Rule ``affinity_labels``: class-agnostic affinity label grids from the two CRFs (SPEC 6).
+
+Per image: both CRF probability stacks mean-pooled to the feature grid of the image padded to a
+multiple of the feature stride, argmax each: the low-alpha class where it says foreground, 0
+where the high-alpha CRF says background, 255 (neutral) otherwise and on padding. Pairs within
+the radius are formed from these grids at training time (:func:`vitaff.affinity.extract_pairs`).
+Stored as ``labels`` N x ceil(Hmax/stride) x ceil(Wmax/stride) uint8 with per-image grid sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tqdm import tqdm
+
+from vitaff.affinity import affinity_label_map
+from vitaff.stages import _cli
+from vitaff.store import ImageShardReader, ImageShardWriter, writing_store
+
+
+def main(args, params) -> None:
+    stride = params["affinity"]["feature_stride"]
+    crf = ImageShardReader(args.crf)
+    grids = [(math.ceil(h / stride), math.ceil(w / stride)) for h, w in crf.sizes]
+    with writing_store(args.out) as group:
+        group.attrs["stride"] = stride
+        group.attrs["image_sizes"] = [list(s) for s in crf.sizes]
+        writer = ImageShardWriter(group, crf.ids, grids, {"labels": (None, "uint8")}, classes=crf.classes)
+        for k in tqdm(range(len(crf)), desc="affinity labels", mininterval=10):
+            channels = [0, *crf.classes[k]]
+            lo = crf.read(k, "probs_low")[channels].astype(np.float32)
+            hi = crf.read(k, "probs_high")[channels].astype(np.float32)
+            h, w = crf.sizes[k]
+            padded = (grids[k][0] * stride, grids[k][1] * stride)
+            writer.write(k, "labels", affinity_label_map(lo, hi, crf.classes[k], stride, padded_size=padded))
+
+
+if __name__ == "__main__":
+    p = _cli.parser(__doc__)
+    p.add_argument("--crf", required=True)
+    p.add_argument("--out", required=True)
+    _cli.run(main, p)

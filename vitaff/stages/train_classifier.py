@@ -1,0 +1,48 @@
+"""Rule ``train_classifier``: train the hybrid ViT multi-label classifier (paper step 1, SPEC 5).
+
+Writes the classifier checkpoint and a CSV with loss, learning rate and eval mAP per epoch. The
+per-epoch resume checkpoint lives in ``--resume-dir`` (outside the declared output, which
+Snakemake wipes before a job), keyed by a hash of the params so a config change starts afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from vitaff.classifier import ClassificationSet, TrainSettings, build_classifier, save_classifier, train
+from vitaff.config import resolve_device, to_json
+from vitaff.stages import _cli
+from vitaff.stages.dataset_index import read_index
+from vitaff.store import write_csv
+
+
+def main(args, params) -> None:
+    _cli.seed_everything(params["seed"])
+    device = resolve_device(params["device"])
+    cls = params["classifier"]
+    train_index, eval_index = read_index(args.train_index), read_index(args.eval_index)
+    train_set = ClassificationSet(params["voc_root"], train_index["id"], train_index["labels"], cls["img_size"],
+                                  augment=True, color_jitter=cls["color_jitter"])
+    eval_set = ClassificationSet(params["voc_root"], eval_index["id"], eval_index["labels"], cls["img_size"])
+    model = build_classifier(cls)
+    settings = TrainSettings(epochs=cls["epochs"], batch_size=cls["batch_size"], lr=cls["lr"], momentum=cls["momentum"],
+                             weight_decay=cls["weight_decay"], poly_power=cls["poly_power"], seed=params["seed"])
+    key = hashlib.sha256(to_json(params).encode()).hexdigest()[:12]
+    resume = Path(args.resume_dir) / f"classifier-{key}.pt"
+    history = train(model, train_set, eval_set, settings, device, resume_path=resume)
+    write_csv(pd.DataFrame(history), args.history)
+    save_classifier(model, cls, args.out)
+    resume.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    p = _cli.parser(__doc__)
+    p.add_argument("--train-index", required=True)
+    p.add_argument("--eval-index", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--history", required=True)
+    p.add_argument("--resume-dir", required=True)
+    _cli.run(main, p)

@@ -1,0 +1,38 @@
+# Paper steps 4-5: affinity labels from the two CRFs, then AffinityNet training (SPEC 6).
+
+
+rule affinity_labels:
+    input:
+        crf="results/crf/{split}/shard_{shard}.zarr",
+    output:
+        directory("results/affinity_labels/{split}/shard_{shard}.zarr"),
+    params:
+        args=stage_params("affinity"),
+        code=code_hash("vitaff/affinity.py", "vitaff/stages/affinity_labels.py", *COMMON_CODE),
+    log:
+        "results/logs/affinity_labels/{split}_{shard}.log",
+    shell:
+        "{PY} vitaff.stages.affinity_labels --params {params.args:q} --crf {input.crf} --out {output} > {log} 2>&1"
+
+
+rule train_affinitynet:
+    input:
+        labels=expand("results/affinity_labels/{split}/shard_{shard}.zarr", split=TRAIN_SPLIT, shard=SHARDS),
+        classifier="results/models/classifier.pt",
+    output:
+        model="results/models/affinitynet.pt",
+        history=report("results/models/affinitynet_log.csv", category="Training", caption="../report/affinitynet_log.rst"),
+    params:
+        args=stage_params("affinity"),
+        code=code_hash(*MODEL_CODE, "vitaff/affinity.py", "vitaff/affinity_training.py", "vitaff/models/affinitynet.py",
+                       "vitaff/stages/train_affinitynet.py", *COMMON_CODE),
+    log:
+        "results/logs/train_affinitynet.log",
+    benchmark:
+        "results/benchmarks/train_affinitynet.tsv"
+    resources:
+        gpu=1 if CFG["device"].startswith("cuda") else 0,
+    shell:
+        "{PY} vitaff.stages.train_affinitynet --params {params.args:q} --labels {input.labels}"
+        " --classifier {input.classifier} --out {output.model} --history {output.history}"
+        " --resume-dir results/checkpoints > {log} 2>&1"

@@ -1,0 +1,17 @@
+# Paper step 3: background maps (alpha low / high) and dense CRF -> confident fg / bg (SPEC 6).
+
+
+rule crf:
+    input:
+        seeds="results/seeds/{split}/shard_{shard}.zarr",
+    output:
+        directory("results/crf/{split}/shard_{shard}.zarr"),
+    params:
+        args=stage_params("crf"),
+        code=code_hash("vitaff/crf.py", "vitaff/stages/crf.py", "vitaff/data/voc.py", *COMMON_CODE),
+    log:
+        "results/logs/crf/{split}_{shard}.log",
+    benchmark:
+        "results/benchmarks/crf/{split}_{shard}.tsv"
+    shell:
+        "{PY} vitaff.stages.crf --params {params.args:q} --seeds {input.seeds} --out {output} > {log} 2>&1"

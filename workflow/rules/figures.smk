@@ -1,0 +1,17 @@
+# Figures for people: every stage side by side for the first images of the eval split.
+
+
+rule figures:
+    input:
+        index=f"results/data/{EVAL_SPLIT}.csv",
+        score="results/voc_miou.csv",
+        affinitynet="results/models/affinitynet.pt",
+    output:
+        report("results/figures/wsss_stages.png", category="Figures", caption="../report/wsss_stages.rst"),
+    params:
+        args=stage_params("figures", "seeds", "affinity"),
+        code=code_hash("vitaff/inspect.py", "vitaff/viz.py", "vitaff/stages/figures.py", *COMMON_CODE),
+    log:
+        "results/logs/figures.log",
+    shell:
+        "{PY} vitaff.stages.figures --params {params.args:q} --index {input.index} --out {output} > {log} 2>&1"

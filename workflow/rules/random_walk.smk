@@ -1,0 +1,23 @@
+# Paper step 6: random walk with AffinityNet's transition matrix refines the seeds (SPEC 6).
+
+
+rule random_walk:
+    input:
+        seeds="results/seeds/{split}/shard_{shard}.zarr",
+        classifier="results/models/classifier.pt",
+        affinitynet="results/models/affinitynet.pt",
+    output:
+        directory("results/random_walk/{split}/shard_{shard}.zarr"),
+    params:
+        args=stage_params("affinity", "random_walk"),
+        code=code_hash(*MODEL_CODE, "vitaff/random_walk.py", "vitaff/affinity_training.py", "vitaff/models/affinitynet.py",
+                       "vitaff/stages/random_walk.py", *COMMON_CODE),
+    log:
+        "results/logs/random_walk/{split}_{shard}.log",
+    benchmark:
+        "results/benchmarks/random_walk/{split}_{shard}.tsv"
+    resources:
+        gpu=1 if CFG["device"].startswith("cuda") else 0,
+    shell:
+        "{PY} vitaff.stages.random_walk --params {params.args:q} --seeds {input.seeds} --classifier {input.classifier}"
+        " --affinitynet {input.affinitynet} --out {output} > {log} 2>&1"

@@ -1,0 +1,24 @@
+# Paper step 2: class-wise transformer-attribution seeds, sharded by image ranges (SPEC 5).
+
+
+rule seeds:
+    input:
+        index="results/data/{split}.csv",
+        classifier="results/models/classifier.pt",
+    output:
+        store=directory("results/seeds/{split}/shard_{shard}.zarr"),
+        previews=directory("results/seeds/{split}/previews_{shard}"),
+    params:
+        args=stage_params("seeds"),
+        code=code_hash(*MODEL_CODE, "vitaff/seeds.py", "vitaff/viz.py", "vitaff/stages/seeds.py", *COMMON_CODE),
+        shards=len(SHARDS),
+    log:
+        "results/logs/seeds/{split}_{shard}.log",
+    benchmark:
+        "results/benchmarks/seeds/{split}_{shard}.tsv"
+    resources:
+        gpu=1 if CFG["device"].startswith("cuda") else 0,
+    shell:
+        "{PY} vitaff.stages.seeds --params {params.args:q} --index {input.index} --classifier {input.classifier}"
+        " --shard {wildcards.shard} --shards {params.shards} --out {output.store} --previews {output.previews}"
+        " > {log} 2>&1"
