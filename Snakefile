@@ -25,6 +25,7 @@ include: "workflow/rules/affinity.smk"
 include: "workflow/rules/random_walk.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/explain_eval.smk"
 
 
 rule all:

@@ -1,0 +1,99 @@
+# Explainability tests of Chefer et al. (SPEC 3-4): ImageNet-segmentation and perturbation tests
+# of every explanation method, sharded by image ranges. With explain.imagenet_val and
+# explain.gtsegs null they run on generated single-object sets and a small ViT trained on them.
+
+
+include: "explain_common.smk"
+
+
+rule explain_embedded_data:
+    """Generated gtsegs-layout HDF5 set and single-label classification set (embedded default)."""
+    output:
+        f"{EXPLAIN_DIR}/explain_sets.json",
+    params:
+        args=to_json({"explain": {"embedded": EXPLAIN["embedded"]}}),
+        code=code_hash("vitaff/data/imagenet_seg.py", "vitaff/data/synthetic.py", "vitaff/explain_eval.py",
+                       "vitaff/stages/explain_data.py", *COMMON_CODE),
+    log:
+        "results/logs/explain/embedded_data.log",
+    benchmark:
+        "results/benchmarks/explain/embedded_data.tsv"
+    shell:
+        "{PY} vitaff.stages.explain_data --params {params.args:q} > {log} 2>&1"
+
+
+rule train_explain_model:
+    """The embedded default's small ViT (single label, cross-entropy); resumable per epoch."""
+    input:
+        f"{EXPLAIN_DIR}/explain_sets.json",
+    output:
+        model="results/models/explain_vit.pt",
+        history="results/models/explain_vit_log.csv",
+    params:
+        args=to_json({"seed": CFG["seed"], "device": CFG["device"], "explain": {"embedded": EXPLAIN["embedded"]}}),
+        code=code_hash(*EXPLAIN_CODE, "vitaff/stages/explain_train.py", *COMMON_CODE),
+    log:
+        "results/logs/explain/train_explain_model.log",
+    benchmark:
+        "results/benchmarks/explain/train_explain_model.tsv"
+    resources:
+        gpu=1 if CFG["device"].startswith("cuda") else 0,
+    shell:
+        "{PY} vitaff.stages.explain_train --params {params.args:q} --out {output.model}"
+        " --history {output.history} --resume-dir results/checkpoints > {log} 2>&1"
+
+
+rule explain_eval_shard:
+    """One image range of the segmentation or perturbation test: per-image rows (CSV)."""
+    input:
+        data=explain_data_input,
+        model=explain_model_input,
+    output:
+        "results/explain/{test}/shard_{shard}.csv",
+    params:
+        args=explain_params("figure_images"),
+        code=code_hash(*EXPLAIN_CODE, "vitaff/stages/explain_shard.py", *COMMON_CODE),
+        shards=len(EXPLAIN_SHARDS),
+        model=lambda wc, input: f"--model {input.model[0]}" if input.model else "",
+    log:
+        "results/logs/explain/{test}_{shard}.log",
+    benchmark:
+        "results/benchmarks/explain/{test}_{shard}.tsv"
+    resources:
+        gpu=1 if CFG["device"].startswith("cuda") else 0,
+    shell:
+        "{PY} vitaff.stages.explain_shard --params {params.args:q} --test {wildcards.test} {params.model}"
+        " --shard {wildcards.shard} --shards {params.shards} --out {output} > {log} 2>&1"
+
+
+rule explain_gather:
+    """results/explain_{segmentation,perturbation}.csv from all shards (exact combination)."""
+    input:
+        expand("results/explain/{{test}}/shard_{shard}.csv", shard=EXPLAIN_SHARDS),
+    output:
+        report("results/explain_{test}.csv", category="Explainability", caption="../report/explain_eval.rst"),
+    params:
+        args=to_json({}),
+        code=code_hash("vitaff/explain_eval.py", "vitaff/stages/explain_gather.py", *COMMON_CODE),
+    log:
+        "results/logs/explain/gather_{test}.log",
+    shell:
+        "{PY} vitaff.stages.explain_gather --params {params.args:q} --test {wildcards.test}"
+        " --inputs {input} --out {output} > {log} 2>&1"
+
+
+rule explain_figure:
+    """Heat-map overlays of every method for the first images of the segmentation set."""
+    input:
+        data=explain_data("segmentation"),
+        model=explain_model_input,
+    output:
+        report("results/figures/explain_methods.png", category="Explainability", caption="../report/explain_methods.rst"),
+    params:
+        args=explain_params(),
+        code=code_hash(*EXPLAIN_CODE, "vitaff/viz.py", "vitaff/stages/explain_figure.py", *COMMON_CODE),
+        model=lambda wc, input: f"--model {input.model[0]}" if input.model else "",
+    log:
+        "results/logs/explain/figure.log",
+    shell:
+        "{PY} vitaff.stages.explain_figure --params {params.args:q} {params.model} --out {output} > {log} 2>&1"
