@@ -1,6 +1,7 @@
 """Paper step 1: the hybrid ViT multi-label classifier on image-level labels (SPEC 5).
 
-Multilabel soft-margin loss, SGD (momentum 0.9, weight decay 1e-4) with poly learning-rate decay,
+Multilabel soft-margin loss, SGD (momentum 0.9, weight decay 1e-4; AdamW for the embedded model
+trained from scratch) with poly learning-rate decay,
 horizontal flip + colour jitter, inputs resized to a square ``img_size`` and normalised with
 mean = std = 0.5. Training is seeded and resumable: a checkpoint of model, optimiser, RNG states
 and history is written atomically after every epoch, outside the rule's declared output.
@@ -93,6 +94,7 @@ class TrainSettings:
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     seed: int = 0
+    optimizer: str = "sgd"
 
 
 @torch.no_grad()
@@ -114,8 +116,11 @@ def train(model: torch.nn.Module, train_set: Dataset, eval_set: Dataset | None, 
     the same weights as an uninterrupted run.
     """
     model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)
+    if settings.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                    weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, drop_last=False, generator=generator)

@@ -149,7 +149,7 @@ class SyntheticConfig:
     # object's radius in that direction, peak-to-peak pattern contrast, max pattern rotation.
     part_area: tuple[float, float] = (0.10, 0.20)
     part_offset: tuple[float, float] = (0.40, 0.70)
-    part_contrast: float = 110.0
+    part_contrast: float = 150.0
     part_max_rotation: float = 30.0    # degrees; patterns are told apart by shape, not angle
     # How much the part's colour axis follows its class's PART_COLOUR_AXES entry (1) rather than a
     # random direction (0). A small-receptive-field classifier learns colour-coded patterns from a
@@ -157,7 +157,7 @@ class SyntheticConfig:
     part_colour_bias: float = 1.0
     # Mean shift of the part along its colour axis, in units of part_contrast (0 = the pattern
     # alternates around the body colour; 0.5 = the part is tinted with its class colour).
-    part_tint: float = 0.5
+    part_tint: float = 1.0
     # Body texture, from a pool of BODY_TEXTURES (period band x straight/wavy grating) shared by
     # all classes; an object takes its class's preferred pool entry with probability
     # body_class_bias, else a uniformly random entry (0 = the body says nothing about the class).
@@ -169,15 +169,15 @@ class SyntheticConfig:
     body_class_bias: float = 0.35
     body_contrast: float = 50.0
     body_bg_blend: float = 0.35
-    part_keep_body: float = 0.5
+    part_keep_body: float = 0.2
     # Background: per-scene palette of n_palette colours spread around a scene mean colour, mixed
     # by smooth random fields (blob scale in pixels) plus isotropic band-pass texture whose
     # strength matches the body grating's, distractor patches and pixel noise.
     n_palette: int = 5
-    palette_spread: float = 45.0
+    palette_spread: float = 30.0
     bg_blob_sigma: tuple[float, float] = (3.0, 8.0)
     bg_texture_contrast: float = 50.0
-    n_distractors: tuple[int, int] = (2, 6)
+    n_distractors: tuple[int, int] = (0, 2)
     distractor_scale: tuple[float, float] = (0.08, 0.16)
     noise_sigma: float = 4.0
     illumination: float = 0.15         # max relative brightness change of a linear ramp

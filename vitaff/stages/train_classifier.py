@@ -29,7 +29,8 @@ def main(args, params) -> None:
     eval_set = ClassificationSet(params["voc_root"], eval_index["id"], eval_index["labels"], cls["img_size"])
     model = build_classifier(cls)
     settings = TrainSettings(epochs=cls["epochs"], batch_size=cls["batch_size"], lr=cls["lr"], momentum=cls["momentum"],
-                             weight_decay=cls["weight_decay"], poly_power=cls["poly_power"], seed=params["seed"])
+                             weight_decay=cls["weight_decay"], poly_power=cls["poly_power"], seed=params["seed"],
+                             optimizer=cls["optimizer"])
     key = hashlib.sha256(to_json(params).encode()).hexdigest()[:12]
     resume = Path(args.resume_dir) / f"classifier-{key}.pt"
     history = train(model, train_set, eval_set, settings, device, resume_path=resume)
