@@ -131,7 +131,7 @@ def dense_crf(
         if img.min() < 0 or img.max() > 255:
             raise ValueError("image values must lie in 0..255 (uint8 RGB)")
         img = img.astype(np.uint8)
-    img = np.ascontiguousarray(img)
+    img = np.require(img, requirements=["C", "W"])  # pydensecrf needs a writable C buffer
 
     unary = -np.log(np.clip(p.astype(np.float32), _UNARY_CLIP, 1.0)).reshape(k, -1)
     crf = dcrf.DenseCRF2D(w, h, k)

@@ -67,7 +67,7 @@ def load_image(path: str | Path) -> np.ndarray:
             f"cannot read image {path}: {err}. The file is truncated or not an image; "
             "re-extract it from the dataset archive or remove its id from the split file."
         ) from err
-    return np.asarray(rgb, dtype=np.uint8)
+    return np.array(rgb, dtype=np.uint8)  # writable: pydensecrf and torch refuse read-only buffers
 
 
 def load_mask(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:

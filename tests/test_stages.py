@@ -1,0 +1,142 @@
+"""Stage logic: seed post-processing, CRF label conventions, crops aligned to the affinity grid,
+shard stores with completion marks, sharding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vitaff.seeds import minmax, seed_labels, to_full_stack
+from vitaff.stages.crf import confident_labels, to_voc_channels
+from vitaff.store import (ImageShardReader, ImageShardWriter, IncompleteArtifactError, open_store, shard_slice,
+                          writing_store)
+
+
+def test_minmax_per_class():
+    maps = torch.tensor([[[1.0, 3.0], [2.0, 5.0]], [[4.0, 4.0], [4.0, 4.0]]])
+    out = minmax(maps)
+    torch.testing.assert_close(out[0], torch.tensor([[0.0, 0.5], [0.25, 1.0]]))
+    assert torch.all(out[1] == 0)  # a constant map carries no location
+
+
+def test_full_stack_and_seed_argmax_exclude_absent_classes():
+    maps = np.array([[[0.9, 0.1, 0.3]], [[0.2, 0.05, 0.6]]], np.float32)  # classes 8 and 15
+    full = to_full_stack(maps, [8, 15])
+    assert full.shape == (20, 1, 3)
+    assert np.all(full[7] == maps[0]) and np.all(full[14] == maps[1])
+    assert np.all(np.delete(full, [7, 14], axis=0) == 0)
+    labels = seed_labels(full, [8, 15], bg_threshold=0.2)
+    assert labels.tolist() == [[8, 0, 15]]  # 0.1 and 0.05 lose to the 0.2 background
+    # an image without classes is all background
+    assert np.all(seed_labels(np.zeros((20, 2, 2), np.float32), [], 0.2) == 0)
+
+
+def test_confident_labels_conventions():
+    fg = np.array([[0, 3, 3, 0]], np.uint8)   # low-alpha CRF: foreground where trusted
+    bg = np.array([[0, 0, 3, 3]], np.uint8)   # high-alpha CRF: background where trusted
+    assert confident_labels(fg, bg).tolist() == [[0, 0, 3, 255]]
+
+
+def test_probabilities_go_to_voc_channels():
+    probs = np.stack([np.full((2, 2), 0.5), np.full((2, 2), 0.3), np.full((2, 2), 0.2)])
+    full = to_voc_channels(probs, [4, 11])
+    assert full.shape == (21, 2, 2)
+    assert full[0, 0, 0] == np.float16(0.5) and full[4, 0, 0] == np.float16(0.3) and full[11, 0, 0] == np.float16(0.2)
+    assert full[[1, 2, 3, 5]].sum() == 0
+
+
+def test_affinity_crops_align_image_and_label_grid(tmp_path):
+    from PIL import Image
+
+    from vitaff.affinity_training import AffinityCropSet
+
+    voc = tmp_path / "VOC2012"
+    (voc / "JPEGImages").mkdir(parents=True)
+    img = np.zeros((20, 28, 3), np.uint8)
+    img[8:16, 16:24] = 255  # a white block exactly on grid cell (1, 2) of stride 8
+    Image.fromarray(img).save(voc / "JPEGImages" / "x.png")
+    (voc / "JPEGImages" / "x.png").rename(voc / "JPEGImages" / "x.jpg")
+    grid = np.full((3, 4), 0, np.uint8)
+    grid[1, 2] = 7
+    torch.manual_seed(0)
+    ds = AffinityCropSet(voc, ["x"], [grid], crop=16, stride=8, augment=True, color_jitter=(0, 0, 0, 0))
+    for _ in range(20):
+        x, g = ds[0]
+        assert x.shape == (3, 16, 16) and g.shape == (2, 2)
+        for gy in range(2):
+            for gx in range(2):
+                bright = x[:, gy * 8:(gy + 1) * 8, gx * 8:(gx + 1) * 8].mean() > 0.5
+                assert bright == (g[gy, gx] == 7)
+
+
+def test_crop_must_be_multiple_of_stride(tmp_path):
+    from vitaff.affinity_training import AffinityCropSet
+
+    with pytest.raises(ValueError, match="multiple of affinity.feature_stride"):
+        AffinityCropSet(tmp_path, [], [], crop=100, stride=8)
+
+
+def test_shard_store_roundtrip_and_completion_mark(tmp_path):
+    path = tmp_path / "s.zarr"
+    with writing_store(path) as group:
+        w = ImageShardWriter(group, ["a", "b"], [(2, 3), (4, 1)], {"lab": (None, "uint8"), "maps": (2, "float16")},
+                             classes=[[1], [2, 5]])
+        w.write(0, "lab", np.ones((2, 3), np.uint8))
+        w.write(1, "maps", np.full((2, 4, 1), 0.5))
+        with pytest.raises(ValueError, match="expected"):
+            w.write(1, "lab", np.ones((2, 3), np.uint8))
+    r = ImageShardReader(path)
+    assert r.ids == ["a", "b"] and r.classes == [[1], [2, 5]]
+    assert r.read(0, "lab").tolist() == [[1, 1, 1], [1, 1, 1]]
+    assert r.read(1, "maps").shape == (2, 4, 1)
+    assert not (tmp_path / "s.zarr.partial").exists()
+
+
+def test_interrupted_store_is_not_trusted(tmp_path):
+    path = tmp_path / "s.zarr"
+    with pytest.raises(RuntimeError, match="boom"):
+        with writing_store(path) as group:
+            ImageShardWriter(group, ["a"], [(2, 2)], {"lab": (None, "uint8")})
+            raise RuntimeError("boom")
+    assert not path.exists() and not (tmp_path / "s.zarr.partial").exists()
+    # a store written by something else without the mark (e.g. killed mid-write, then renamed)
+    import zarr
+
+    zarr.open_group(str(path), mode="w").create_array("x", shape=(1,), dtype="uint8")
+    with pytest.raises(IncompleteArtifactError, match="no completion mark"):
+        open_store(path)
+
+
+def test_disk_full_leaves_no_artifact(tmp_path, monkeypatch):
+    """A write that fails with ENOSPC deletes its temporary file and leaves no output."""
+    import errno
+
+    import pandas as pd
+
+    from vitaff.store import write_csv
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_csv(pd.DataFrame({"a": [1]}), tmp_path / "out.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shard_slices_cover_every_id_once():
+    ids = [f"id{i}" for i in range(11)]
+    parts = [shard_slice(ids, k, 4) for k in range(4)]
+    assert sorted(sum(parts, [])) == sorted(ids)
+    assert all(len(p) <= 3 for p in parts)
+    assert shard_slice(ids, 0, 1) == sorted(ids)
+
+
+def test_cuda_requested_without_cuda_is_a_clear_error():
+    from vitaff.config import ConfigError, resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ConfigError, match="device.*no CUDA device.*device: cpu"):
+        resolve_device("cuda")
