@@ -32,3 +32,11 @@ bench: install
 
 clean:
 	rm -rf results/* .snakemake data/synthetic
+
+# Opt-in: a throw-away one-node SLURM cluster on this machine (Debian, root), the tiny pipeline
+# through profiles/slurm, then every daemon stopped again. Not part of `make test`.
+.PHONY: test-slurm
+test-slurm: install
+	python -m pip install --quiet -e '.[test,cluster]'
+	tests/slurm/setup_cluster.sh && VITAFF_SLURM_TESTS=1 python -m pytest -q -m slurm tests/test_slurm.py; \
+	rc=$$?; tests/slurm/teardown_cluster.sh; exit $$rc

@@ -166,7 +166,7 @@ class SyntheticConfig:
     # colour, 0 = the object's own colour, drawn from the same law as the scene palette: mean
     # +- palette_spread). part_keep_body: fraction of the body grating
     # kept under the part pattern (the part is painted on the body, not cut out of it).
-    body_class_bias: float = 0.35
+    body_class_bias: float = 0.8
     body_contrast: float = 50.0
     body_bg_blend: float = 0.35
     part_keep_body: float = 0.2

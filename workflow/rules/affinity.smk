@@ -11,8 +11,10 @@ rule affinity_labels:
         code=code_hash("vitaff/affinity.py", "vitaff/stages/affinity_labels.py", *COMMON_CODE),
     log:
         "results/logs/affinity_labels/{split}_{shard}.log",
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.affinity_labels --params {params.args:q} --crf {input.crf} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.affinity_labels --params {params.args:q} --crf {input.crf} --out {output} > {log} 2>&1"
 
 
 rule train_affinitynet:
@@ -32,7 +34,9 @@ rule train_affinitynet:
         "results/benchmarks/train_affinitynet.tsv"
     resources:
         gpu=1 if CFG["device"].startswith("cuda") else 0,
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.train_affinitynet --params {params.args:q} --labels {input.labels}"
+        "python -m vitaff.stages.train_affinitynet --params {params.args:q} --labels {input.labels}"
         " --classifier {input.classifier} --out {output.model} --history {output.history}"
         " --resume-dir results/checkpoints > {log} 2>&1"

@@ -17,7 +17,9 @@ rule train_classifier:
         "results/benchmarks/train_classifier.tsv"
     resources:
         gpu=1 if CFG["device"].startswith("cuda") else 0,
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.train_classifier --params {params.args:q} --train-index {input.train}"
+        "python -m vitaff.stages.train_classifier --params {params.args:q} --train-index {input.train}"
         " --eval-index {input.eval} --out {output.model} --history {output.history}"
         " --resume-dir results/checkpoints > {log} 2>&1"

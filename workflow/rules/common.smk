@@ -13,16 +13,10 @@ TRAIN_SPLIT = CFG["dataset"]["train_split"]
 EVAL_SPLIT = CFG["dataset"]["eval_split"]
 SPLITS = sorted({TRAIN_SPLIT, EVAL_SPLIT})
 SHARDS = list(range(CFG["dataset"]["shards"]))
-PY = "python -m"
-
-
-wildcard_constraints:
-    split="|".join(SPLITS),
-    shard=r"\d+",
 
 
 def code_hash(*paths):
-    """Hash of the vitaff sources a rule depends on: a param, so editing them reruns the rule."""
+    """Hash of the vitaff sources a job depends on, passed as a param: editing them reruns the job."""
     digest = hashlib.sha256()
     for top in paths:
         top = Path(workflow.basedir) / top
@@ -48,3 +42,16 @@ def stage_params(*sections, **extra):
 
 
 MODEL_CODE = ("vitaff/models", "vitaff/explain.py", "vitaff/classifier.py", "vitaff/data/voc.py")
+
+
+# Inputs of scoring (every stage store of every scored split).
+STAGE_DIRS = {"seeds": "results/seeds", "crf": "results/crf", "random_walk": "results/random_walk"}
+
+
+def score_inputs():
+    return {f"{split}:{stage}": expand(f"{d}/{split}/shard_{{shard}}.zarr", shard=SHARDS)
+            for split in SPLITS for stage, d in STAGE_DIRS.items()}
+
+
+def score_args(wildcards, input):
+    return " ".join(f"{key}:{','.join(paths)}" for key, paths in input.items())

@@ -13,5 +13,7 @@ rule crf:
         "results/logs/crf/{split}_{shard}.log",
     benchmark:
         "results/benchmarks/crf/{split}_{shard}.tsv"
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.crf --params {params.args:q} --seeds {input.seeds} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.crf --params {params.args:q} --seeds {input.seeds} --out {output} > {log} 2>&1"

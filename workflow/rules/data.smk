@@ -9,8 +9,10 @@ rule make_synthetic_dataset:
         code=code_hash("vitaff/data/synthetic.py", "vitaff/stages/make_dataset.py", *COMMON_CODE),
     log:
         "results/logs/make_synthetic_dataset.log",
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.make_dataset --params {params.args:q} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.make_dataset --params {params.args:q} --out {output} > {log} 2>&1"
 
 
 rule dataset_index:
@@ -24,5 +26,7 @@ rule dataset_index:
         code=code_hash("vitaff/data", "vitaff/stages/dataset_index.py", *COMMON_CODE),
     log:
         "results/logs/dataset_index/{split}.log",
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.dataset_index --params {params.args:q} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.dataset_index --params {params.args:q} --out {output} > {log} 2>&1"

@@ -18,8 +18,10 @@ rule explain_embedded_data:
         "results/logs/explain/embedded_data.log",
     benchmark:
         "results/benchmarks/explain/embedded_data.tsv"
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.explain_data --params {params.args:q} > {log} 2>&1"
+        "python -m vitaff.stages.explain_data --params {params.args:q} > {log} 2>&1"
 
 
 rule train_explain_model:
@@ -38,8 +40,10 @@ rule train_explain_model:
         "results/benchmarks/explain/train_explain_model.tsv"
     resources:
         gpu=1 if CFG["device"].startswith("cuda") else 0,
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.explain_train --params {params.args:q} --out {output.model}"
+        "python -m vitaff.stages.explain_train --params {params.args:q} --out {output.model}"
         " --history {output.history} --resume-dir results/checkpoints > {log} 2>&1"
 
 
@@ -61,8 +65,10 @@ rule explain_eval_shard:
         "results/benchmarks/explain/{test}_{shard}.tsv"
     resources:
         gpu=1 if CFG["device"].startswith("cuda") else 0,
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.explain_shard --params {params.args:q} --test {wildcards.test} {params.model}"
+        "python -m vitaff.stages.explain_shard --params {params.args:q} --test {wildcards.test} {params.model}"
         " --shard {wildcards.shard} --shards {params.shards} --out {output} > {log} 2>&1"
 
 
@@ -77,8 +83,10 @@ rule explain_gather:
         code=code_hash("vitaff/explain_eval.py", "vitaff/stages/explain_gather.py", *COMMON_CODE),
     log:
         "results/logs/explain/gather_{test}.log",
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.explain_gather --params {params.args:q} --test {wildcards.test}"
+        "python -m vitaff.stages.explain_gather --params {params.args:q} --test {wildcards.test}"
         " --inputs {input} --out {output} > {log} 2>&1"
 
 
@@ -95,5 +103,7 @@ rule explain_figure:
         model=lambda wc, input: f"--model {input.model[0]}" if input.model else "",
     log:
         "results/logs/explain/figure.log",
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.explain_figure --params {params.args:q} {params.model} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.explain_figure --params {params.args:q} {params.model} --out {output} > {log} 2>&1"

@@ -13,5 +13,7 @@ rule figures:
         code=code_hash("vitaff/inspect.py", "vitaff/viz.py", "vitaff/stages/figures.py", *COMMON_CODE),
     log:
         "results/logs/figures.log",
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.figures --params {params.args:q} --index {input.index} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.figures --params {params.args:q} --index {input.index} --out {output} > {log} 2>&1"

@@ -18,6 +18,8 @@ rule random_walk:
         "results/benchmarks/random_walk/{split}_{shard}.tsv"
     resources:
         gpu=1 if CFG["device"].startswith("cuda") else 0,
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.random_walk --params {params.args:q} --seeds {input.seeds} --classifier {input.classifier}"
+        "python -m vitaff.stages.random_walk --params {params.args:q} --seeds {input.seeds} --classifier {input.classifier}"
         " --affinitynet {input.affinitynet} --out {output} > {log} 2>&1"

@@ -7,7 +7,8 @@ rule seeds:
         classifier="results/models/classifier.pt",
     output:
         store=directory("results/seeds/{split}/shard_{shard}.zarr"),
-        previews=directory("results/seeds/{split}/previews_{shard}"),
+        previews=report(directory("results/seeds/{split}/previews_{shard}"), patterns=["{name}.png"],
+                        category="Seeds", subcategory="{split}", caption="../report/seed_previews.rst"),
     params:
         args=stage_params("seeds"),
         code=code_hash(*MODEL_CODE, "vitaff/seeds.py", "vitaff/viz.py", "vitaff/stages/seeds.py", *COMMON_CODE),
@@ -18,7 +19,9 @@ rule seeds:
         "results/benchmarks/seeds/{split}_{shard}.tsv"
     resources:
         gpu=1 if CFG["device"].startswith("cuda") else 0,
+    conda:
+        "../../envs/vitaff.yaml"
     shell:
-        "{PY} vitaff.stages.seeds --params {params.args:q} --index {input.index} --classifier {input.classifier}"
+        "python -m vitaff.stages.seeds --params {params.args:q} --index {input.index} --classifier {input.classifier}"
         " --shard {wildcards.shard} --shards {params.shards} --out {output.store} --previews {output.previews}"
         " > {log} 2>&1"

@@ -1,0 +1,75 @@
+"""Helpers of the end-to-end pipeline tests (test_resume, test_slurm): a tiny config and the
+Snakemake command line run in a temporary working directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "Snakefile"
+TARGET = "results/voc_miou.csv"
+
+
+def write_tiny_config(workdir: Path, *, classifier_epochs: int = 2, affinity_epochs: int = 1) -> Path:
+    """The repository's config.yaml shrunk to a run of a minute or two on 2 CPU cores."""
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["device"] = "cpu"
+    cfg["synthetic"].update(n_train=24, n_val=12)
+    cfg["dataset"]["shards"] = 2
+    cfg["embedded"]["classifier"]["epochs"] = classifier_epochs
+    cfg["embedded"]["affinity"]["epochs"] = affinity_epochs
+    cfg["random_walk"]["logt"] = 3
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def pipeline_env() -> dict:
+    """The test interpreter's bin first on PATH (the rules call `python -m vitaff...`), one
+    OpenMP thread per job (two jobs on a shared 2-core machine stall with more)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def snakemake_cmd(workdir: Path, *extra: str, cores: int | None = 2, target: str | None = TARGET) -> list[str]:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), *(["--cores", str(cores)] if cores else []), *extra]
+    return cmd + ([target] if target else [])
+
+
+def run_snakemake(workdir: Path, *extra: str, timeout: float = 900, **kw) -> subprocess.CompletedProcess:
+    """Run to completion; on failure the assertion shows Snakemake's output and the rule logs' tails."""
+    proc = subprocess.run(snakemake_cmd(workdir, *extra, **kw), cwd=workdir, env=pipeline_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (f"snakemake {' '.join(extra)} failed ({proc.returncode}):\n"
+                                  f"{proc.stderr[-6000:]}\n{log_tails(workdir)}")
+    return proc
+
+
+def log_tails(workdir: Path, n: int = 15) -> str:
+    out = []
+    for log in sorted((workdir / "results" / "logs").rglob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        if any("error" in line.lower() for line in lines):
+            out.append(f"--- {log.relative_to(workdir)}\n" + "\n".join(lines[-n:]))
+    return "\n".join(out)
+
+
+def read_miou(path: Path):
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    assert {"stage", "split", "n_images", "mIoU"} <= set(frame.columns)
+    assert set(frame["stage"]) == {"seeds", "crf", "random_walk"}
+    assert set(frame["split"]) == {"train", "val"}
+    assert frame["mIoU"].between(0, 100).all()
+    assert dict(zip(frame["split"], frame["n_images"])) == {"train": 24, "val": 12}
+    return frame
