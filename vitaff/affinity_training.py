@@ -26,6 +26,7 @@ from vitaff.classifier import normalise, poly_lr, to_tensor
 from vitaff.data.voc import load_image
 from vitaff.models.affinitynet import AffinityNet
 from vitaff.store import save_torch
+from vitaff.training import checkpoint, restore
 
 log = logging.getLogger(__name__)
 IGNORE = 255
@@ -108,15 +109,7 @@ def train_affinity(model: AffinityModel, dataset: Dataset, *, epochs: int, batch
     torch.manual_seed(seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
     max_steps = epochs * len(loader)
-    history, start = [], 0
-    if resume_path is not None and Path(resume_path).is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, start = state["history"], state["epoch"]
-        log.info("resuming from %s after epoch %d", resume_path, start)
+    history, start = restore(resume_path, model, optimizer, generator)
     for epoch in range(start, epochs):
         model.train()
         sums = {"loss": 0.0, "bg_pos": 0.0, "fg_pos": 0.0, "neg": 0.0}
@@ -135,9 +128,7 @@ def train_affinity(model: AffinityModel, dataset: Dataset, *, epochs: int, batch
         row = {"epoch": epoch + 1, **{k: v / len(loader) for k, v in sums.items()}, "lr": base}
         history.append(row)
         log.info("epoch %d: %s", epoch + 1, row)
-        if resume_path is not None:
-            save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                        "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1}, resume_path)
+        checkpoint(resume_path, model, optimizer, generator, history, epoch + 1)
     return history
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from vitaff.data.voc import NUM_FG_CLASSES, load_image
 from vitaff.metrics import mean_average_precision
 from vitaff.store import save_torch
+from vitaff.training import build_optimizer, checkpoint, restore
 
 log = logging.getLogger(__name__)
 
@@ -116,25 +117,13 @@ def train(model: torch.nn.Module, train_set: Dataset, eval_set: Dataset | None, 
     the same weights as an uninterrupted run.
     """
     model.to(device)
-    if settings.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                    weight_decay=settings.weight_decay)
+    optimizer = build_optimizer(model.parameters(), settings.optimizer, settings.lr, settings.momentum,
+                                settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, drop_last=False, generator=generator)
     max_steps = settings.epochs * len(loader)
-    history: list[dict] = []
-    start_epoch = 0
-    if resume_path is not None and Path(resume_path).is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, start_epoch = state["history"], state["epoch"]
-        log.info("resuming from %s after epoch %d", resume_path, start_epoch)
+    history, start_epoch = restore(resume_path, model, optimizer, generator)
     for epoch in range(start_epoch, settings.epochs):
         model.train()
         total, count = 0.0, 0
@@ -154,9 +143,7 @@ def train(model: torch.nn.Module, train_set: Dataset, eval_set: Dataset | None, 
             row["eval_mAP"] = 100 * mean_average_precision(*predict_scores(model, eval_set, settings.batch_size, device))
         history.append(row)
         log.info("epoch %d: %s", epoch + 1, row)
-        if resume_path is not None:
-            save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                        "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1}, resume_path)
+        checkpoint(resume_path, model, optimizer, generator, history, epoch + 1)
     return history
 
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from vitaff.classifier import normalise, poly_lr
 from vitaff.explain import ALL_METHODS, explain_all, upsample_and_normalise
 from vitaff.metrics import average_precision, confusion_matrix, iou_per_class, pixel_accuracy
-from vitaff.store import save_torch
+from vitaff.training import build_optimizer, checkpoint, restore
 
 log = logging.getLogger(__name__)
 
@@ -323,28 +323,13 @@ def train_single_label(model: torch.nn.Module, train_x: torch.Tensor, train_y: t
     With ``resume_path`` the state is saved after every epoch and training continues from it,
     ending with the same weights as an uninterrupted run.
     """
-    if settings.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    elif settings.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                              weight_decay=settings.weight_decay)
-    else:
-        raise ValueError(f"optimizer must be adamw or sgd, got {settings.optimizer!r}")
+    opt = build_optimizer(model.parameters(), settings.optimizer, settings.lr, settings.momentum, settings.weight_decay)
     gen = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     n = train_x.shape[0]
     per_epoch = -(-n // settings.batch_size)
     max_steps = settings.epochs * per_epoch
-    history: list[dict] = []
-    start = 0
-    if resume_path is not None and Path(resume_path).is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, start = state["history"], state["epoch"]
-        log.info("resuming from %s after epoch %d", resume_path, start)
+    history, start = restore(resume_path, model, opt, gen)
     for epoch in range(start, settings.epochs):
         model.train()
         perm = torch.randperm(n, generator=gen)
@@ -366,9 +351,7 @@ def train_single_label(model: torch.nn.Module, train_x: torch.Tensor, train_y: t
                "train_acc": 100 * accuracy(model, train_x, train_y), "val_acc": 100 * accuracy(model, val_x, val_y)}
         history.append(row)
         log.info("epoch %d: %s", epoch + 1, row)
-        if resume_path is not None:
-            save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                        "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1}, resume_path)
+        checkpoint(resume_path, model, opt, gen, history, epoch + 1)
     model.eval()
     return history
 

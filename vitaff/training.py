@@ -1,0 +1,46 @@
+"""Shared pieces of the seeded, resumable training loops (classifier, AffinityNet, explain ViT).
+
+After every epoch the model, optimiser, data-order generator and torch RNG states go to one
+checkpoint written atomically outside the rule's declared output; a killed run continues from
+the last finished epoch and ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from vitaff.store import save_torch
+
+log = logging.getLogger(__name__)
+
+
+def build_optimizer(params, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """SGD with momentum (the papers' choice) or AdamW (small models trained from scratch)."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be adamw or sgd, got {name!r}")
+
+
+def restore(resume_path, model, optimizer, generator: torch.Generator) -> tuple[list[dict], int]:
+    """Load the last epoch's state if ``resume_path`` exists; returns (history, epochs done)."""
+    if resume_path is None or not Path(resume_path).is_file():
+        return [], 0
+    state = torch.load(resume_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    log.info("resuming from %s after epoch %d", resume_path, state["epoch"])
+    return state["history"], state["epoch"]
+
+
+def checkpoint(resume_path, model, optimizer, generator: torch.Generator, history: list[dict], epoch: int) -> None:
+    """Save the state after ``epoch`` epochs (no-op without a resume path)."""
+    if resume_path is not None:
+        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch}, resume_path)
