@@ -56,6 +56,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vitaff.data.voc import CLASS_INDEX, IGNORE_INDEX, VOC_CLASSES, voc_colormap
+
 __all__ = [
     "VOC_CLASSES",
     "GENERATOR_VERSION",
@@ -70,13 +72,7 @@ __all__ = [
     "main",
 ]
 
-VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)
-CLASS_INDEX = {name: i for i, name in enumerate(VOC_CLASSES)}
-IGNORE_INDEX = 255
+# Class names, indices and the colour map are the VOC reader's (one definition in the project).
 
 # Bump whenever a change alters the rendered pixels or the files, so stale datasets are detected.
 GENERATOR_VERSION = 2
@@ -97,21 +93,6 @@ BODY_TEXTURES: tuple[tuple[tuple[float, float], bool], ...] = (
 SPLITS = ("train", "val")
 _SPLIT_YEAR = {"train": 9000, "val": 9001}
 _TMP_PREFIX = ".VOCdevkit.tmp-"
-
-
-def voc_colormap(n: int = 256) -> np.ndarray:
-    """The standard VOC bit-interleaved colour map: ``n x 3`` uint8.
-
-    Entry 0 = (0,0,0), 1 = (128,0,0), 15 = (192,128,128), 255 = (224,224,192).
-    """
-    idx = np.arange(n, dtype=np.int64)
-    cmap = np.zeros((n, 3), dtype=np.int64)
-    c = idx.copy()
-    for j in range(8):
-        for ch in range(3):
-            cmap[:, ch] |= ((c >> ch) & 1) << (7 - j)
-        c >>= 3
-    return cmap.astype(np.uint8)
 
 
 def make_id(split: str, index: int) -> str:

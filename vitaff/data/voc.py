@@ -35,18 +35,17 @@ LABEL_SOURCES = ("segmentation", "annotations")
 
 
 def voc_colormap(n: int = 256) -> np.ndarray:
-    """The standard VOC bit-interleaved colour map: n x 3 uint8 (1 -> (128,0,0), 255 -> (224,224,192))."""
-    cmap = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cmap[i] = (r, g, b)
-    return cmap
+    """The standard VOC bit-interleaved colour map: ``n x 3`` uint8.
+
+    Entry 0 = (0,0,0), 1 = (128,0,0), 15 = (192,128,128), 255 = (224,224,192).
+    """
+    cmap = np.zeros((n, 3), dtype=np.int64)
+    c = np.arange(n, dtype=np.int64)
+    for j in range(8):
+        for ch in range(3):
+            cmap[:, ch] |= ((c >> ch) & 1) << (7 - j)
+        c = c >> 3
+    return cmap.astype(np.uint8)
 
 
 class VOCDataError(ValueError):
