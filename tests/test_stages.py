@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from vitaff.seeds import minmax, seed_labels, to_full_stack
+from vitaff.explain import upsample_and_normalise
+from vitaff.seeds import seed_labels, to_full_stack
 from vitaff.stages.crf import confident_labels, to_voc_channels
 from vitaff.store import (ImageShardReader, ImageShardWriter, IncompleteArtifactError, open_store, shard_slice,
                           writing_store)
 
 
-def test_minmax_per_class():
+def test_seed_maps_are_min_max_normalised_per_class():
     maps = torch.tensor([[[1.0, 3.0], [2.0, 5.0]], [[4.0, 4.0], [4.0, 4.0]]])
-    out = minmax(maps)
+    out = upsample_and_normalise(maps)
     torch.testing.assert_close(out[0], torch.tensor([[0.0, 0.5], [0.25, 1.0]]))
     assert torch.all(out[1] == 0)  # a constant map carries no location
 

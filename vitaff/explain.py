@@ -380,29 +380,12 @@ def upsample_and_normalise(
 # ----------------------------------------------------------------------------------------------
 
 
-def _jet(v):
-    """Jet-like colour map of values in [0, 1] (H x W numpy) -> H x W x 3 uint8."""
-    import numpy as np
-
-    r = np.clip(1.5 - np.abs(4 * v - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * v - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * v - 1), 0, 1)
-    return (np.stack([r, g, b], -1) * 255).astype(np.uint8)
-
-
-def overlay(image_rgb, heat, alpha: float = 0.5):
-    """Blend an H x W x 3 uint8 image with the jet colours of an H x W map in [0, 1]."""
-    import numpy as np
-
-    out = (1 - alpha) * image_rgb.astype(np.float32) + alpha * _jet(heat).astype(np.float32)
-    return out.clip(0, 255).astype(np.uint8)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
     from PIL import Image, ImageDraw
 
     from vitaff.models import create_model
+    from vitaff.viz import overlay
 
     ap = argparse.ArgumentParser(prog="python -m vitaff.explain", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True)

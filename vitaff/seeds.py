@@ -18,14 +18,6 @@ from vitaff.classifier import normalise, resize, to_tensor
 from vitaff.data.voc import NUM_FG_CLASSES
 
 
-def minmax(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Min-max normalise each map of a C x H x W stack to [0, 1] (a constant map becomes 0)."""
-    flat = maps.flatten(1)
-    lo = flat.min(1).values[:, None, None]
-    hi = flat.max(1).values[:, None, None]
-    return (maps - lo) / (hi - lo).clamp_min(eps)
-
-
 def class_seeds(model: torch.nn.Module, images: Sequence[np.ndarray], classes: Sequence[Sequence[int]], img_size: int,
                 device, *, method: str = "transformer_attribution", start_layer: int = 1, flip: bool = True,
                 cube_root: bool = False) -> list[torch.Tensor]:
@@ -33,7 +25,7 @@ def class_seeds(model: torch.nn.Module, images: Sequence[np.ndarray], classes: S
 
     ``classes`` are VOC indices (1..20); the classifier's outputs are indexed by class - 1.
     """
-    from vitaff.explain import explain_classes
+    from vitaff.explain import explain_classes, upsample_and_normalise
 
     x = torch.stack([normalise(resize(to_tensor(im), img_size)) for im in images]).to(device)
     targets = [[int(c) - 1 for c in cls] for cls in classes]
@@ -55,7 +47,7 @@ def class_seeds(model: torch.nn.Module, images: Sequence[np.ndarray], classes: S
         maps = maps.clamp_min(0)
         if cube_root:
             maps = maps.pow(1 / 3)
-        out.append(minmax(maps).cpu())
+        out.append(upsample_and_normalise(maps).cpu())  # min-max per class map
     return out
 
 

@@ -17,6 +17,15 @@ from vitaff.store import save_torch
 log = logging.getLogger(__name__)
 
 
+def resume_path(resume_dir, name: str, params: dict) -> Path:
+    """Per-epoch checkpoint of a training stage, keyed by its params (a config change starts afresh)."""
+    import hashlib
+
+    from vitaff.config import to_json
+
+    return Path(resume_dir) / f"{name}-{hashlib.sha256(to_json(params).encode()).hexdigest()[:12]}.pt"
+
+
 def build_optimizer(params, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
     """SGD with momentum (the papers' choice) or AdamW (small models trained from scratch)."""
     if name == "adamw":

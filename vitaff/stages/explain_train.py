@@ -9,17 +9,17 @@ a CSV of loss and train / val accuracy per epoch.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from vitaff.config import resolve_device, to_json
+from vitaff.config import resolve_device
 from vitaff.data.imagenet_seg import load_rgb, read_embedded_info, read_imagenet_val
 from vitaff.explain_eval import TrainSettings, to_unit_tensor, train_single_label
 from vitaff.models import create_model
 from vitaff.stages import _cli
+from vitaff.training import resume_path
 from vitaff.store import save_torch, write_csv
 
 
@@ -40,8 +40,7 @@ def main(args, params) -> None:
     settings = TrainSettings(epochs=e["epochs"], batch_size=e["batch_size"], optimizer=e["optimizer"], lr=e["lr"],
                              weight_decay=e["weight_decay"], momentum=e["momentum"], poly_power=e["poly_power"],
                              seed=params["seed"])
-    key = hashlib.sha256(to_json(params).encode()).hexdigest()[:12]
-    resume = Path(args.resume_dir) / f"explain_vit-{key}.pt"
+    resume = resume_path(args.resume_dir, "explain_vit", params)
     history = train_single_label(model, train_x.to(device), train_y.to(device), val_x.to(device), val_y.to(device),
                                  settings, resume_path=resume)
     write_csv(pd.DataFrame(history), args.history)

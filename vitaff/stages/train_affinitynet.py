@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 
 import pandas as pd
 
 from vitaff.affinity_training import AffinityCropSet, AffinityModel, save_affinity_model, train_affinity
 from vitaff.classifier import load_classifier
-from vitaff.config import resolve_device, to_json
+from vitaff.config import resolve_device
 from vitaff.stages import _cli
+from vitaff.training import resume_path
 from vitaff.store import open_shards, write_csv
 
 
@@ -27,8 +26,7 @@ def main(args, params) -> None:
     model = AffinityModel(load_classifier(args.classifier, "cpu"), stride=aff["feature_stride"])
     dataset = AffinityCropSet(params["voc_root"], ids, grids, aff["crop_size"], aff["feature_stride"],
                               augment=True, color_jitter=aff["color_jitter"])
-    key = hashlib.sha256(to_json(params).encode()).hexdigest()[:12]
-    resume = Path(args.resume_dir) / f"affinitynet-{key}.pt"
+    resume = resume_path(args.resume_dir, "affinitynet", params)
     history = train_affinity(model, dataset, epochs=aff["epochs"], batch_size=aff["batch_size"], lr=aff["lr"],
                              backbone_lr_mult=aff["backbone_lr_mult"], momentum=aff["momentum"],
                              weight_decay=aff["weight_decay"], poly_power=aff["poly_power"], radius=aff["radius"],

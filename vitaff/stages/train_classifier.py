@@ -7,14 +7,13 @@ Snakemake wipes before a job), keyed by a hash of the params so a config change 
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 
 import pandas as pd
 
 from vitaff.classifier import ClassificationSet, TrainSettings, build_classifier, save_classifier, train
-from vitaff.config import resolve_device, to_json
+from vitaff.config import resolve_device
 from vitaff.stages import _cli
+from vitaff.training import resume_path
 from vitaff.stages.dataset_index import read_index
 from vitaff.store import write_csv
 
@@ -31,8 +30,7 @@ def main(args, params) -> None:
     settings = TrainSettings(epochs=cls["epochs"], batch_size=cls["batch_size"], lr=cls["lr"], momentum=cls["momentum"],
                              weight_decay=cls["weight_decay"], poly_power=cls["poly_power"], seed=params["seed"],
                              optimizer=cls["optimizer"])
-    key = hashlib.sha256(to_json(params).encode()).hexdigest()[:12]
-    resume = Path(args.resume_dir) / f"classifier-{key}.pt"
+    resume = resume_path(args.resume_dir, "classifier", params)
     history = train(model, train_set, eval_set, settings, device, resume_path=resume)
     write_csv(pd.DataFrame(history), args.history)
     save_classifier(model, cls, args.out)

@@ -41,7 +41,8 @@ def stage_params(*sections, **extra):
                     **{s: CFG[s] for s in sections}, **extra})
 
 
-MODEL_CODE = ("vitaff/models", "vitaff/explain.py", "vitaff/classifier.py", "vitaff/data/voc.py")
+MODEL_CODE = ("vitaff/models", "vitaff/explain.py", "vitaff/classifier.py", "vitaff/training.py", "vitaff/viz.py",
+              "vitaff/data/voc.py")
 
 
 # Inputs of scoring (every stage store of every scored split).
