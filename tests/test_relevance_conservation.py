@@ -102,3 +102,44 @@ def test_conservation_hybrid_to_tokens(name):
     res = model.relprop(rec, F.one_hot(torch.tensor([0, 2]), 3).double(), OURS)
     assert res.tokens.shape == (2, 1 + 4 * 4, 32)
     torch.testing.assert_close(res.tokens.sum((1, 2)), torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-6)
+
+
+def _linear_case(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    lin = torch.nn.Linear(24, 10).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(10, 24, generator=g, dtype=torch.float64))
+        lin.bias.copy_(torch.randn(10, generator=g, dtype=torch.float64))
+    x = torch.randn(2, 7, 24, generator=g, dtype=torch.float64)
+    R = torch.randn(2, 7, 10, generator=g, dtype=torch.float64)
+    return lin, x, R
+
+
+def test_linear_rule_from_forward_output_equals_two_part_form():
+    """"ours" Linear rule: the one-GEMM identity (Z from the forward's x W^T) equals the
+    two-part products x+ W+^T + x- W-^T to rounding; conserves with the same Z."""
+    lin, x, R = _linear_case(0)
+    with torch.no_grad():
+        y = lin(x)
+        fast = vit.linear_relprop(x, lin, R, OURS, y=y)
+        exact = vit.linear_relprop(x, lin, R, OURS)
+        cached = vit.linear_relprop(x, lin, R, OURS, y=y, cache=vit.ProductCache())
+    torch.testing.assert_close(fast, exact, rtol=1e-11, atol=1e-13)
+    torch.testing.assert_close(cached, fast, rtol=0, atol=0)
+
+
+def test_linear_rule_falls_back_where_identity_cancels():
+    """An output whose Z is ~1e-12 of |x| |W|^T (all but one x_i W_ji <= 0) makes the identity
+    cancel: the rule must then use the two-part products (bitwise the same as without ``y``)."""
+    lin, x, R = _linear_case(1)
+    with torch.no_grad():
+        lin.weight[3] = -x[0, 2].sign() * lin.weight[3].abs()
+        lin.weight[3, 0] = 1e-12 * x[0, 2, 0].sign()  # Z[0, 2, 3] = 1e-12 |x_0|
+        y = lin(x)
+        fast = vit.linear_relprop(x, lin, R, OURS, y=y)
+        exact = vit.linear_relprop(x, lin, R, OURS)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(vit, "IDENTITY_TOL", 0.0)  # without the check: visibly wrong
+            unchecked = vit.linear_relprop(x, lin, R, OURS, y=y)
+    assert torch.equal(fast, exact)
+    assert (unchecked - exact).abs().max() > 1e-9 * exact.abs().max()  # fp64 rounding: ~1e-16

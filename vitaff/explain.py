@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from vitaff.models.vit import ORIG, OURS, Record, VisionTransformer
+from vitaff.models.vit import ORIG, OURS, ProductCache, Record, VisionTransformer
 
 __all__ = [
     "METHODS",
@@ -123,10 +123,13 @@ class _Session:
         for m in self.methods:
             self.needs.add(_needs(m, depth, start_layer))
         self.grad_blocks = sorted(self.needs.grad)
-        # products of the Linear rule that do not depend on the relevance (x+ W+, x- W-) are
-        # shared between relevance passes over this forward: both rule sets, several classes
-        relevance_passes = passes * (bool(self.needs.ours) + bool(self.needs.orig or self.needs.pixels))
-        self.cache: dict | None = {} if relevance_passes > 1 else None
+        # products of the Linear rule that do not depend on the relevance are shared between
+        # relevance passes over this forward (several classes, both rule sets); with both rule
+        # sets the two parts x+ W+^T, x- W-^T are kept (the "orig" rule needs them, "ours" adds
+        # them), else only the "ours" Z (one GEMM from the forward's output, see linear_relprop)
+        orig = bool(self.needs.orig or self.needs.pixels)
+        relevance_passes = passes * (bool(self.needs.ours) + orig)
+        self.cache = ProductCache(split=orig and bool(self.needs.ours)) if relevance_passes > 1 else None
         with torch.set_grad_enabled(bool(self.grad_blocks)):
             x = images.clone() if images.is_inference() else images
             if self.grad_blocks and not any(p.requires_grad for p in model.parameters()):

@@ -45,6 +45,8 @@ __all__ = [
     "VisionTransformer",
     "safe_divide",
     "linear_relprop",
+    "ProductCache",
+    "IDENTITY_TOL",
     "add_relprop",
     "matmul_relprop",
 ]
@@ -93,40 +95,100 @@ def sample_sum(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).sum(1).reshape((t.shape[0],) + (1,) * (t.dim() - 1))
 
 
-def linear_relprop(x: torch.Tensor, weight: torch.Tensor, R: torch.Tensor, rules: RuleSet,
-                   cache: dict | None = None) -> torch.Tensor:
-    """LRP alpha1-beta0 through ``y = x W^T (+ b)``, bias ignored.
+class ProductCache(dict):
+    """Relevance-independent products of the Linear rule, shared by relevance passes over one
+    traced forward (other targets, other rule set); keys ``(id(weight), token shape)``.
+
+    ``split``: an "orig" pass will follow, so the "ours" pass computes ``x+ W+^T`` and
+    ``x- W-^T`` separately (the "orig" rule needs both; "ours" takes their sum) instead of the
+    cheaper identity of :func:`linear_relprop`.
+    """
+
+    def __init__(self, split: bool = False) -> None:
+        super().__init__()
+        self.split = split
+
+    def abs_weight(self, w: torch.Tensor) -> torch.Tensor:
+        """``|W|``, computed once per session (weights do not change between its passes)."""
+        key = ("|W|", id(w))
+        if key not in self:
+            self[key] = w.abs()
+        return self[key]
+
+
+#: the "ours" identity is used only where ``Z >= IDENTITY_TOL * (|x| |W|^T + |b|)`` for every
+#: entry: its rounding error is ~ulp(|x| |W|^T + |b|), i.e. at most ~1/IDENTITY_TOL ulps of Z
+#: (dense ViT layers give Z / (|x| |W|^T + |b|) ~ 0.2-0.5; a layer that fails falls back to the
+#: exact two-part products)
+IDENTITY_TOL = 2.0 ** -8
+
+
+def linear_relprop(x: torch.Tensor, layer: nn.Linear, R: torch.Tensor, rules: RuleSet,
+                   y: torch.Tensor | None = None, cache: ProductCache | None = None) -> torch.Tensor:
+    """LRP alpha1-beta0 through ``y = x W^T + b``, bias ignored.
 
     ours: ``Z = x+ W+^T + x- W-^T; S = R / Z; R_x = x+ (S W+) + x- (S W-)``.
     orig: the same with ``S+ = R / (x+ W+^T)`` and ``S- = R / (x- W-^T)``.
-    ``cache``: a per-call dict in which ``x+ W+^T`` and ``x- W-^T`` (independent of ``R`` and
-    of the rule set) are kept for later passes over the same activations.
+
+    ``y``: the layer's output recorded by the forward pass. The "ours" rule then uses
+    ``x+ W+^T + x- W-^T = (x W^T + |x| |W|^T) / 2`` and
+    ``x+ (S W+) + x- (S W-) = (x (S W) + |x| (S |W|)) / 2`` with ``x W^T = y - b`` from the
+    forward: Z costs one GEMM instead of two and no ``W+`` / ``W-`` copies are made. Both
+    identities add and subtract terms of size ``|x| |W|``, so they are used only where Z is not
+    much smaller than that (:data:`IDENTITY_TOL`); otherwise, without ``y``, and for "orig" the
+    two parts are computed separately.
+    ``cache``: relevance-independent products (Z, or ``x+ W+^T`` and ``x- W-^T``, and ``|W|``)
+    kept for later passes over the same activations.
     """
-    shape = x.shape[:-1]
-    x2, r2 = x.reshape(-1, x.shape[-1]), R.reshape(-1, R.shape[-1])
-    wp = weight.clamp(min=0)
-    wn = weight - wp
-    xp = x2.clamp(min=0)
-    xn = x2 - xp
-    key = (id(weight), tuple(shape))
-    if cache is not None and key in cache:
-        zp, zn = cache[key]
-        z = None
+    shape, d_in = x.shape[:-1], x.shape[-1]
+    x2, r2 = x.reshape(-1, d_in), R.reshape(-1, R.shape[-1])
+    w = layer.weight
+    key = (id(w), tuple(shape))
+    z = cache.get(key) if cache is not None else None
+    split = rules.separate_linear or (cache is not None and cache.split)
+    if not split and y is not None and not isinstance(z, tuple):
+        ax, aw = x2.abs(), (w.abs() if cache is None else cache.abs_weight(w))
+        if z is None:
+            z = _ours_z(x2, ax, aw, y.reshape(-1, y.shape[-1]), layer.bias)
+            if cache is not None and z is not None:
+                cache[key] = z
+        if z is not None:
+            s = safe_divide(r2, z).mul_(0.5)
+            out = (s @ w).mul_(x2)
+            out.addcmul_(ax, s @ aw)
+            return out.reshape(*shape, d_in)
+    # two-part form (exact: every product is a sum of same-signed terms)
+    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    xp, xn = x2.clamp(min=0), x2.clamp(max=0)
+    if isinstance(z, tuple):
+        zp, zn = z
     elif cache is not None or rules.separate_linear:
         zp, zn = xp @ wp.T, xn @ wn.T
         if cache is not None:
             cache[key] = (zp, zn)
-        z = None
     else:
-        z = torch.addmm(xp @ wp.T, xn, wn.T)
+        zp = zn = None
     if rules.separate_linear:
         sp, sn = safe_divide(r2, zp), safe_divide(r2, zn)
     else:
         # Z >= 0: both products are sums of non-negative terms
-        sp = sn = safe_divide(r2, zp + zn if z is None else z)
+        sp = sn = safe_divide(r2, torch.addmm(xp @ wp.T, xn, wn.T) if zp is None else zp + zn)
     out = (sp @ wp).mul_(xp)
     out.addcmul_(xn, sn @ wn)
-    return out.reshape(*shape, x.shape[-1])
+    return out.reshape(*shape, d_in)
+
+
+def _ours_z(x: torch.Tensor, ax: torch.Tensor, aw: torch.Tensor, y: torch.Tensor,
+            bias: torch.Tensor | None) -> torch.Tensor | None:
+    """``Z = x+ W+^T + x- W-^T = (x W^T + |x| |W|^T) / 2`` with ``x W^T = y - b`` from the
+    forward (one GEMM); ``None`` if some entry is too small for that to be accurate."""
+    a = ax @ aw.T
+    z = y.sub(bias) if bias is not None else y.clone()
+    z.add_(a).mul_(0.5)
+    bound = a.add_(bias.abs()) if bias is not None else a
+    if (z < bound.mul_(IDENTITY_TOL)).any():
+        return None
+    return z
 
 
 def add_relprop(
@@ -265,23 +327,27 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, rec: Record | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rec: Record | None = None, cls_only: bool = False) -> torch.Tensor:
+        """``cls_only`` (traced pass only): the output of the CLS token alone (B x 1 x C); the
+        attention map is still recorded in full."""
         B, N, C = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.qkv(x)
+        q, k, v = qkv.reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if rec is None:
             o = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
         else:
             attn = self.attn_drop(((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1))
-            rec.update(x=x, q=q, k=k, v=v, attn=attn)
-            o = attn @ v
-        o = o.transpose(1, 2).reshape(B, N, C)
+            rec.update(x=x, qkv=qkv, q=q, k=k, v=v, attn=attn)
+            o = (attn[:, :, :1] if cls_only else attn) @ v
+        o = o.transpose(1, 2).reshape(B, o.shape[2], C)
+        y = self.proj(o)
         if rec is not None:
-            rec["o"] = o
-        return self.proj_drop(self.proj(o))
+            rec.update(o=o, proj=y)  # Linear outputs: the "ours" Linear rule reuses x W^T
+        return self.proj_drop(y)
 
     def relprop(self, R: torch.Tensor, rec: Record, rules: RuleSet,
                 keep_attn: Callable[[torch.Tensor], None] | None = None,
-                stop_at_attn: bool = False, cls_only: bool = False, cache: dict | None = None
+                stop_at_attn: bool = False, cls_only: bool = False, cache: ProductCache | None = None
                 ) -> torch.Tensor | None:
         """proj -> (A V) -> softmax (identity) -> (Q K^T) -> qkv; dropout is identity.
 
@@ -291,7 +357,7 @@ class Attention(nn.Module):
         B, n, C = R.shape
         h, d = self.num_heads, self.head_dim
         o = rec["o"][:, :n]
-        R = linear_relprop(o, self.proj.weight, R, rules, cache).reshape(B, n, h, d).transpose(1, 2)
+        R = linear_relprop(o, self.proj, R, rules, rec["proj"][:, :n], cache).reshape(B, n, h, d).transpose(1, 2)
         attn, v = rec["attn"][:, :, :n], rec["v"]
         N = v.shape[2]
         # the product A V is o before merging heads: no need to recompute it
@@ -311,7 +377,7 @@ class Attention(nn.Module):
         r_qkv[:, :n, 0] = r_q.transpose(1, 2)
         r_qkv[:, :, 1] = r_kt.permute(0, 3, 1, 2)
         r_qkv[:, :, 2] = r_v.transpose(1, 2)
-        return linear_relprop(rec["x"], self.qkv.weight, r_qkv.reshape(B, N, 3 * C), rules, cache)
+        return linear_relprop(rec["x"], self.qkv, r_qkv.reshape(B, N, 3 * C), rules, rec["qkv"], cache)
 
 
 class Mlp(nn.Module):
@@ -326,16 +392,18 @@ class Mlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor, rec: Record | None = None) -> torch.Tensor:
-        h = self.drop1(self.act(self.fc1(x)))
+        u = self.fc1(x)
+        h = self.drop1(self.act(u))
+        y = self.fc2(h)
         if rec is not None:
-            rec.update(x=x, h=h)
-        return self.drop2(self.fc2(h))
+            rec.update(x=x, fc1=u, h=h, fc2=y)  # Linear outputs: the "ours" Linear rule reuses x W^T
+        return self.drop2(y)
 
-    def relprop(self, R: torch.Tensor, rec: Record, rules: RuleSet, cache: dict | None = None) -> torch.Tensor:
+    def relprop(self, R: torch.Tensor, rec: Record, rules: RuleSet, cache: ProductCache | None = None) -> torch.Tensor:
         """``R``: relevance of the first ``R.shape[1]`` output tokens (all in a normal pass)."""
         n = R.shape[1]
-        R = linear_relprop(rec["h"][:, :n], self.fc2.weight, R, rules, cache)  # GELU, dropout: identity
-        return linear_relprop(rec["x"][:, :n], self.fc1.weight, R, rules, cache)
+        R = linear_relprop(rec["h"][:, :n], self.fc2, R, rules, rec["fc2"][:, :n], cache)  # GELU, dropout: identity
+        return linear_relprop(rec["x"][:, :n], self.fc1, R, rules, rec["fc1"][:, :n], cache)
 
 
 class DropPath(nn.Module):
@@ -366,13 +434,15 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
         self.drop_path2 = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, rec: Record | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rec: Record | None = None, cls_only: bool = False) -> torch.Tensor:
+        """``cls_only`` (traced pass only): compute and record the CLS token's output alone
+        (B x 1 x D) -- all the head reads of the last block; the attention map stays full."""
         if rec is None:
             x = x + self.drop_path1(self.attn(self.norm1(x)))
             return x + self.drop_path2(self.mlp(self.norm2(x)))
-        a = self.drop_path1(self.attn(self.norm1(x), rec.child("attn")))
+        a = self.drop_path1(self.attn(self.norm1(x), rec.child("attn"), cls_only))
         rec.update(x=x, a=a)
-        x = x + a
+        x = x[:, :a.shape[1]] + a
         m = self.drop_path2(self.mlp(self.norm2(x), rec.child("mlp")))
         out = x + m
         rec.update(x_mid=x, m=m, out=out)
@@ -380,7 +450,7 @@ class Block(nn.Module):
 
     def relprop(self, R: torch.Tensor, rec: Record, rules: RuleSet,
                 keep_attn: Callable[[torch.Tensor], None] | None = None,
-                stop_at_attn: bool = False, cls_only: bool = False, cache: dict | None = None
+                stop_at_attn: bool = False, cls_only: bool = False, cache: ProductCache | None = None
                 ) -> torch.Tensor | None:
         """add2 -> (mlp <- norm2) + residual (clone: relevances add) -> add1 -> (attn <- norm1).
 
@@ -503,7 +573,10 @@ class VisionTransformer(nn.Module):
         """Forward that records what the relevance rules need into a fresh :class:`Record`.
 
         Gradients flow as usual (run under ``torch.no_grad()`` when none are needed); the record
-        holds references to activations only, the caller decides how long they live.
+        holds references to activations only (including each Linear layer's output, from which
+        the "ours" Linear rule takes ``x W^T``), the caller decides how long they live. The last
+        block computes and records the CLS token's output only (the head reads nothing else);
+        its attention map is recorded in full.
         """
         rec = Record()
         tokens, grid = self.patch_embed.embed(x, rec.child("patch_embed"))
@@ -511,12 +584,14 @@ class VisionTransformer(nn.Module):
         rec.update(grid=grid, tokens=tokens, pos=pos)
         x = self.pos_drop(tokens + pos)
         blocks = rec["blocks"] = [Record() for _ in self.blocks]
-        for blk, brec in zip(self.blocks, blocks):
-            x = blk(x, brec)
+        for i, (blk, brec) in enumerate(zip(self.blocks, blocks)):
+            # the head reads the CLS token only: the last block's MLP and projection (and their
+            # gradient) run on that token alone
+            x = blk(x, brec, cls_only=(i == len(self.blocks) - 1))
         x = self.norm(x)
         pooled = self.head_drop(x[:, 0])
-        rec["pooled"] = pooled
         logits = self.head(pooled)
+        rec.update(pooled=pooled, logits=logits)
         return logits, rec
 
     def relprop(
@@ -527,7 +602,7 @@ class VisionTransformer(nn.Module):
         keep_attn: set[int] | None = None,
         stop_block: int | None = None,
         to_pixels: bool = False,
-        cache: dict | None = None,
+        cache: ProductCache | None = None,
     ) -> RelevanceResult:
         """Relevance pass: head -> CLS select -> final norm -> blocks (last to first) -> tokens.
 
@@ -536,8 +611,9 @@ class VisionTransformer(nn.Module):
         pass ends once ``R^A`` of this block is known (only later blocks are traversed in
         full); ``None`` runs through all blocks to the tokens. ``to_pixels`` continues through
         the position-embedding add and the patch embedding to the image (plain ViT only).
-        ``cache``: a dict shared by several passes over the same ``rec`` (other targets, other
-        rule set) so that the rule-independent products of the Linear rule are computed once.
+        ``cache``: a :class:`ProductCache` shared by several passes over the same ``rec`` (other
+        targets, other rule set) so that the rule-independent products of the Linear rule are
+        computed once.
         """
         if to_pixels and not hasattr(self.patch_embed, "relprop"):
             raise ValueError(
@@ -548,7 +624,7 @@ class VisionTransformer(nn.Module):
         with torch.no_grad():
             R = R.to(rec["pooled"].dtype)
             out.sums.append(("logits", _total(R)))
-            r_cls = linear_relprop(rec["pooled"], self.head.weight, R, rules, cache)
+            r_cls = linear_relprop(rec["pooled"], self.head, R, rules, rec["logits"], cache)
             out.sums.append(("head", _total(r_cls)))
             R = torch.zeros_like(rec["tokens"])
             R[:, 0] = r_cls  # CLS select: all relevance to token 0; final norm: identity
