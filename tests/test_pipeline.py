@@ -48,6 +48,15 @@ def test_every_shard_is_complete_and_covers_the_split(tiny_run):
     assert set(np.unique(labels)) <= {0, *seeds.classes[0]}
 
 
+def test_seed_mass_diagnostic(tiny_run):
+    table = pd.read_csv(tiny_run / "results/seed_mass.csv")
+    assert sorted(zip(table.split, table.region)) == sorted(
+        (s, r) for s in ("train", "val") for r in ("part", "body", "background"))
+    assert table.seed_mean.between(0, 1).all() and (table.seed_pixels > 0).all()
+    shares = table[["crf_confident_bg", "crf_confident_fg", "crf_neutral"]].sum(axis=1)
+    assert np.allclose(shares, 1.0, atol=1e-3)
+
+
 def test_logs_previews_figures_and_benchmarks(tiny_run):
     assert (tiny_run / "results/figures/wsss_stages.png").stat().st_size > 1000
     assert len(list((tiny_run / "results/seeds/val").glob("previews_*/*.png"))) == 8  # seeds.previews

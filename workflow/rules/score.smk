@@ -14,3 +14,23 @@ rule score:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.score --params {params.args:q} --inputs {params.inputs} --out {output} > {log} 2>&1"
+
+
+# Diagnostic (embedded dataset only: it needs the generator's part masks): how much seed mass lies
+# on the discriminative part, the rest of the object and the background, and how the CRF labels them.
+rule seed_mass:
+    input:
+        **{key: paths for key, paths in score_inputs().items() if not key.endswith(":random_walk")},
+        marker=dataset_marker(),
+    output:
+        report("results/seed_mass.csv", category="Results", caption="../report/seed_mass.rst"),
+    params:
+        args=stage_params("dataset"),
+        inputs=lambda wc, input: " ".join(f"{k}:{','.join(v)}" for k, v in input.items() if k != "marker"),
+        code=code_hash("vitaff/seed_mass.py", "vitaff/stages/seed_mass.py", "vitaff/data/voc.py", *COMMON_CODE),
+    log:
+        "results/logs/seed_mass.log",
+    conda:
+        "../../envs/vitaff.yaml"
+    shell:
+        "python -m vitaff.stages.seed_mass --params {params.args:q} --inputs {params.inputs} --out {output} > {log} 2>&1"
