@@ -21,12 +21,11 @@ rule score:
 rule seed_mass:
     input:
         **{key: paths for key, paths in score_inputs().items() if not key.endswith(":random_walk")},
-        marker=dataset_marker(),
     output:
         report("results/seed_mass.csv", category="Results", caption="../report/seed_mass.rst"),
     params:
         args=stage_params("dataset"),
-        inputs=lambda wc, input: " ".join(f"{k}:{','.join(v)}" for k, v in input.items() if k != "marker"),
+        inputs=score_args,
         code=code_hash("vitaff/seed_mass.py", "vitaff/stages/seed_mass.py", "vitaff/data/voc.py", *COMMON_CODE),
     log:
         "results/logs/seed_mass.log",
