@@ -44,3 +44,5 @@ rule all:
         "results/figures/wsss_stages.png",
         # diagnostic that needs the generator's part masks (README, "Results on the embedded default")
         ["results/seed_mass.csv"] if EMBEDDED else [],
+        # the walk with ground-truth affinity: an upper bound of the refinement on these seeds
+        "results/walk_ceiling.csv",

@@ -57,6 +57,19 @@ def test_seed_mass_diagnostic(tiny_run):
     assert np.allclose(shares, 1.0, atol=1e-3)
 
 
+def test_walk_ceiling_scores_the_same_seeds(tiny_run):
+    ceiling = pd.read_csv(tiny_run / "results/walk_ceiling.csv")
+    assert sorted(zip(ceiling.stage, ceiling.split)) == sorted(
+        (s, p) for s in ("seeds", "random_walk_gt_affinity") for p in ("train", "val"))
+    # its seed rows are the score's seed rows: same seeds, same images, same mIoU code
+    score = read_miou(tiny_run / "results/voc_miou.csv").set_index(["stage", "split"])
+    for split in ("train", "val"):
+        row = ceiling[(ceiling.stage == "seeds") & (ceiling.split == split)].iloc[0]
+        assert row["mIoU"] == pytest.approx(score.loc[("seeds", split), "mIoU"], abs=0.01)
+        assert row["n_images"] == score.loc[("seeds", split), "n_images"]
+    assert ceiling["mIoU"].between(0, 100).all()
+
+
 def test_logs_previews_figures_and_benchmarks(tiny_run):
     assert (tiny_run / "results/figures/wsss_stages.png").stat().st_size > 1000
     assert len(list((tiny_run / "results/seeds/val").glob("previews_*/*.png"))) == 8  # seeds.previews

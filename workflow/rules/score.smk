@@ -33,3 +33,26 @@ rule seed_mass:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.seed_mass --params {params.args:q} --inputs {params.inputs} --out {output} > {log} 2>&1"
+
+
+# Diagnostic: the random walk with ground-truth instance affinity on the same seeds, i.e. the most any
+# affinity network could add under these walk constants (needs SegmentationObject/ masks).
+rule walk_ceiling:
+    input:
+        **{key: paths for key, paths in score_inputs().items() if key.endswith(":seeds")},
+    output:
+        report("results/walk_ceiling.csv", category="Results", caption="../report/walk_ceiling.rst"),
+    params:
+        args=stage_params("dataset", "seeds", "affinity", "random_walk"),
+        inputs=score_args,
+        code=code_hash("vitaff/walk_ceiling.py", "vitaff/stages/walk_ceiling.py", "vitaff/random_walk.py",
+                       "vitaff/affinity.py", "vitaff/metrics.py", "vitaff/seeds.py", "vitaff/stages/score.py",
+                       "vitaff/data/voc.py", *COMMON_CODE),
+    log:
+        "results/logs/walk_ceiling.log",
+    benchmark:
+        "results/benchmarks/walk_ceiling.tsv"
+    conda:
+        "../../envs/vitaff.yaml"
+    shell:
+        "python -m vitaff.stages.walk_ceiling --params {params.args:q} --inputs {params.inputs} --out {output} > {log} 2>&1"

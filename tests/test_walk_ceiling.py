@@ -1,0 +1,62 @@
+"""The walk-ceiling diagnostic: ideal affinities from instance masks, and the walk they give."""
+
+import numpy as np
+import pytest
+import torch
+
+from vitaff.affinity import pair_offsets
+from vitaff.random_walk import refine_seeds
+from vitaff.walk_ceiling import cell_instances, instance_affinity
+
+
+def test_cell_majority_ignores_void_and_pads_with_background():
+    inst = np.zeros((10, 12), dtype=np.uint8)
+    inst[:4, :4] = 1            # cell (0, 0): all instance 1
+    inst[:4, 4:8] = 255         # cell (0, 1): all void -> background
+    inst[4:8, :4] = 255
+    inst[4, 0] = 2              # cell (1, 0): one pixel of 2, the rest void -> 2
+    inst[8:, 8:] = 3            # cell (2, 2): 4 pixels of 3 inside the image, the rest padding
+    cells = cell_instances(inst, stride=4)
+    assert cells.shape == (3, 3)
+    assert cells[0, 0] == 1 and cells[0, 1] == 0 and cells[1, 0] == 2 and cells[2, 2] == 3
+    assert cells[0, 2] == 0 and cells[2, 0] == 0
+
+
+def test_ideal_affinity_is_one_inside_an_instance_and_zero_across_or_outside():
+    inst = np.zeros((8, 24), dtype=np.uint8)
+    inst[:, 8:16] = 1           # 1 x 3 grid at stride 8: background | object | background
+    aff = instance_affinity(inst, stride=8, radius=3)
+    offsets = pair_offsets(3).tolist()
+    assert aff.shape == (len(offsets), 1, 3)
+    right = offsets.index([0, 1])
+    right2 = offsets.index([0, 2])
+    # (0,0)->(0,1): bg vs object = 0; (0,1)->(0,2): object vs bg = 0; (0,0)->(0,2): bg vs bg = 1
+    assert aff[right, 0].tolist() == [0.0, 0.0, 0.0]
+    assert aff[right2, 0].tolist() == [1.0, 0.0, 0.0]
+    # every pair leaving the 1-row grid downwards is 0
+    down = [k for k, (dy, _) in enumerate(offsets) if dy > 0]
+    assert aff[down].sum() == 0
+
+
+def test_walk_with_ideal_affinity_fills_the_object_when_the_seed_covers_enough_of_it():
+    # 32 x 32 image, object = left half; the seed is 1 on its top half and 0.3 on the rest
+    inst = np.zeros((32, 32), dtype=np.uint8)
+    inst[:, :16] = 1
+    seed = np.zeros((1, 32, 32), dtype=np.float32)
+    seed[0, :16, :16] = 1.0
+    seed[0, 16:, :16] = 0.3
+    aff = instance_affinity(inst, stride=8, radius=5)
+    labels = refine_seeds(seed, [8], aff, stride=8, radius=5, beta=16, logt=8, bg_power=16)
+    # (the last column before the edge is where the bilinear upsampling of the grid blends)
+    assert (labels[:, :14] == 8).all() and (labels[:, 18:] == 0).all()
+    # a seed that is 0 off a small part cannot win the body: the background channel is ~1 there
+    seed[0, 16:, :16] = 0.0
+    seed[0, 4:16, :16] = 0.0
+    labels = refine_seeds(seed, [8], aff, stride=8, radius=5, beta=16, logt=8, bg_power=16)
+    assert (labels[:, :16] == 0).mean() > 0.9
+
+
+def test_bad_instance_map_shape():
+    with pytest.raises(ValueError, match="H x W"):
+        cell_instances(np.zeros((2, 3, 4), dtype=np.uint8), 8)
+    assert torch.is_tensor(instance_affinity(np.zeros((9, 9), dtype=np.uint8), 8, 5))
