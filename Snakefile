@@ -43,6 +43,6 @@ rule all:
         "results/voc_miou.csv",
         "results/figures/wsss_stages.png",
         # diagnostic that needs the generator's part masks (README, "Results on the embedded default")
-        ["results/seed_mass.csv"] if EMBEDDED else [],
+        ["results/seed_mass.csv", "results/affinity_stats.csv"] if EMBEDDED else [],
         # the walk with ground-truth affinity: an upper bound of the refinement on these seeds
         "results/walk_ceiling.csv",

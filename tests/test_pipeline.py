@@ -57,6 +57,16 @@ def test_seed_mass_diagnostic(tiny_run):
     assert np.allclose(shares, 1.0, atol=1e-3)
 
 
+def test_affinity_stats_diagnostic(tiny_run):
+    from vitaff.affinity_stats import PAIR_KINDS
+
+    table = pd.read_csv(tiny_run / "results/affinity_stats.csv")
+    assert sorted(zip(table.split, table.pair)) == sorted((s, k) for s in ("train", "val") for k in PAIR_KINDS)
+    seen = table[table.pairs > 0]
+    assert seen.mean_affinity.between(0, 1).all()
+    assert {"background-background", "body-background"} <= set(seen.pair)
+
+
 def test_walk_ceiling_scores_the_same_seeds(tiny_run):
     ceiling = pd.read_csv(tiny_run / "results/walk_ceiling.csv")
     assert sorted(zip(ceiling.stage, ceiling.split)) == sorted(

@@ -21,10 +21,15 @@ from vitaff.store import open_shards, write_csv
 PART_DIR = "SegmentationPart"
 
 
-def split_rows(split: str, seed_paths, crf_paths, voc_root: Path, mask_dir: str) -> list[dict]:
+def require_part_masks(voc_root: Path) -> None:
+    """The part masks the embedded-data diagnostics need, or a clear error."""
     if not (voc_root / PART_DIR).is_dir():
         raise VOCDataError(f"{voc_root / PART_DIR} not found: part masks exist only in the embedded synthetic "
                            "dataset (vitaff.data.synthetic, write_parts=True); this diagnostic cannot run on real VOC")
+
+
+def split_rows(split: str, seed_paths, crf_paths, voc_root: Path, mask_dir: str) -> list[dict]:
+    require_part_masks(voc_root)
     seed_readers, _ = open_shards(seed_paths)
     _, crf_where = open_shards(crf_paths) if crf_paths else (None, {})
     acc = SeedMassAccumulator()

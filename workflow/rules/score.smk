@@ -56,3 +56,30 @@ rule walk_ceiling:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.walk_ceiling --params {params.args:q} --inputs {params.inputs} --out {output} > {log} 2>&1"
+
+
+# Diagnostic (embedded dataset only: it needs the generator's part masks): AffinityNet's mean affinity
+# per kind of neighbour pair (background, body, part; same or different object).
+rule affinity_stats:
+    input:
+        **{key: paths for key, paths in score_inputs().items() if key.endswith(":seeds")},
+        classifier="results/models/classifier.pt",
+        affinitynet="results/models/affinitynet.pt",
+    output:
+        report("results/affinity_stats.csv", category="Results", caption="../report/affinity_stats.rst"),
+    params:
+        args=stage_params("affinity"),
+        inputs=lambda wildcards, input: " ".join(
+            f"{key}:{','.join(paths)}" for key, paths in input.items() if key.endswith(":seeds")),
+        code=code_hash(*MODEL_CODE, "vitaff/affinity_stats.py", "vitaff/stages/affinity_stats.py",
+                       "vitaff/stages/seed_mass.py", "vitaff/walk_ceiling.py", "vitaff/affinity.py", "vitaff/affinity_training.py",
+                       "vitaff/models/affinitynet.py", *COMMON_CODE),
+    log:
+        "results/logs/affinity_stats.log",
+    benchmark:
+        "results/benchmarks/affinity_stats.tsv"
+    conda:
+        "../../envs/vitaff.yaml"
+    shell:
+        "python -m vitaff.stages.affinity_stats --params {params.args:q} --inputs {params.inputs}"
+        " --classifier {input.classifier} --affinitynet {input.affinitynet} --out {output} > {log} 2>&1"
