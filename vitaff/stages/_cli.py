@@ -19,6 +19,15 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def split_stores_parser(description: str) -> argparse.ArgumentParser:
+    """:func:`parser` plus the per-split store list of the scoring rules and their output CSV."""
+    p = parser(description)
+    p.add_argument("--inputs", nargs="+", required=True, type=str,
+                   help="split:stage:shard,shard,... (the stores of one stage of one split)")
+    p.add_argument("--out", required=True, help="output CSV")
+    return p
+
+
 def run(main: Callable[[argparse.Namespace, dict], None], p: argparse.ArgumentParser, argv=None) -> None:
     """Parse, log to stderr (the rule's log file), turn expected errors into one clear line + exit 1."""
     from vitaff.config import ConfigError

@@ -52,9 +52,7 @@ def main(args, params) -> None:
 
 
 if __name__ == "__main__":
-    p = _cli.parser(__doc__)
-    p.add_argument("--inputs", nargs="+", required=True, type=str, help="split:seeds:shard,shard,...")
+    p = _cli.split_stores_parser(__doc__)
     p.add_argument("--classifier", required=True)
     p.add_argument("--affinitynet", required=True)
-    p.add_argument("--out", required=True)
     _cli.run(main, p)

@@ -59,7 +59,5 @@ def main(args, params) -> None:
 
 
 if __name__ == "__main__":
-    p = _cli.parser(__doc__)
-    p.add_argument("--inputs", nargs="+", required=True, type=str, help="split:seeds:shard,shard,...")
-    p.add_argument("--out", required=True)
+    p = _cli.split_stores_parser(__doc__)
     _cli.run(main, p)
