@@ -30,8 +30,11 @@ def cell_instances(instances: np.ndarray, stride: int) -> np.ndarray:
     canvas = np.full((gh * stride, gw * stride), IGNORE_INDEX, dtype=np.int64)
     canvas[:h, :w] = instances
     cells = canvas.reshape(gh, stride, gw, stride).transpose(0, 2, 1, 3).reshape(gh, gw, -1)
-    votes = np.stack([(cells == k).sum(-1) for k in range(IGNORE_INDEX)], axis=-1)  # gh x gw x 255
-    return votes.argmax(-1).astype(np.int64)  # all-void cells: every count 0 -> argmax 0 = background
+    # vote only over the ids present (always with background first): ties go to the smallest id and
+    # an all-void cell, where every count is 0, to background
+    ids = np.union1d([0], cells[cells != IGNORE_INDEX])
+    votes = np.stack([(cells == k).sum(-1) for k in ids], axis=-1)
+    return ids[votes.argmax(-1)].astype(np.int64)
 
 
 def instance_affinity(instances: np.ndarray, stride: int = 8, radius: int = 5) -> torch.Tensor:

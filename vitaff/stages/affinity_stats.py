@@ -20,9 +20,8 @@ from vitaff.data.voc import load_image, load_mask
 from vitaff.stages import _cli
 from vitaff.stages.score import parse_inputs
 from vitaff.stages.seed_mass import PART_DIR, require_part_masks
+from vitaff.stages.walk_ceiling import INSTANCE_DIR
 from vitaff.store import open_shards, write_csv
-
-INSTANCE_DIR = "SegmentationObject"
 
 
 def split_rows(split: str, seed_paths, model, voc_root: Path, radius: int, stride: int, device) -> list[dict]:

@@ -72,7 +72,8 @@ rule affinity_stats:
         inputs=lambda wildcards, input: " ".join(
             f"{key}:{','.join(paths)}" for key, paths in input.items() if key.endswith(":seeds")),
         code=code_hash(*MODEL_CODE, "vitaff/affinity_stats.py", "vitaff/stages/affinity_stats.py",
-                       "vitaff/stages/seed_mass.py", "vitaff/walk_ceiling.py", "vitaff/affinity.py", "vitaff/affinity_training.py",
+                       "vitaff/stages/seed_mass.py", "vitaff/stages/walk_ceiling.py", "vitaff/walk_ceiling.py", "vitaff/affinity.py",
+                       "vitaff/affinity_training.py",
                        "vitaff/models/affinitynet.py", *COMMON_CODE),
     log:
         "results/logs/affinity_stats.log",
