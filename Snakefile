@@ -36,6 +36,7 @@ include: "workflow/rules/random_walk.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/explain_eval.smk"
+include: "workflow/rules/diagnostics.smk"
 
 
 rule all:

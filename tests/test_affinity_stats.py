@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vitaff.affinity import pair_offsets
-from vitaff.affinity_stats import PAIR_KINDS, PairAffinityAccumulator, cell_regions
+from vitaff.diagnostics.affinity_stats import PAIR_KINDS, PairAffinityAccumulator, cell_regions
 
 
 def _scene():

@@ -58,7 +58,7 @@ def test_seed_mass_diagnostic(tiny_run):
 
 
 def test_affinity_stats_diagnostic(tiny_run):
-    from vitaff.affinity_stats import PAIR_KINDS
+    from vitaff.diagnostics.affinity_stats import PAIR_KINDS
 
     table = pd.read_csv(tiny_run / "results/affinity_stats.csv")
     assert sorted(zip(table.split, table.pair)) == sorted((s, k) for s in ("train", "val") for k in PAIR_KINDS)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from vitaff.seed_mass import SeedMassAccumulator
-from vitaff.stages.seed_mass import split_rows
+from vitaff.diagnostics.seed_mass import SeedMassAccumulator
+from vitaff.diagnostics.stages.seed_mass import split_rows
 
 
 def _hand_case():

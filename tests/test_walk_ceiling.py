@@ -6,7 +6,7 @@ import torch
 
 from vitaff.affinity import pair_offsets
 from vitaff.random_walk import refine_seeds
-from vitaff.walk_ceiling import cell_instances, instance_affinity
+from vitaff.diagnostics.walk_ceiling import cell_instances, instance_affinity
 
 
 def test_cell_majority_ignores_void_and_pads_with_background():

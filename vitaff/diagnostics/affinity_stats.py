@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from vitaff.affinity import _shifted, pair_in_grid
-from vitaff.walk_ceiling import cell_instances
+from vitaff.diagnostics.walk_ceiling import cell_instances
 
 __all__ = ["PAIR_KINDS", "cell_regions", "PairAffinityAccumulator"]
 

@@ -1,7 +1,7 @@
 """Rule ``seed_mass`` (embedded dataset only): seed mass and CRF labels on part, body and background.
 
 Reads the seeds and CRF shards of every scored split plus the generator's ``SegmentationPart/``
-masks and writes one row per (split, region) -- see :mod:`vitaff.seed_mass`.
+masks and writes one row per (split, region) -- see :mod:`vitaff.diagnostics.seed_mass`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from vitaff.data.voc import VOCDataError, load_mask
-from vitaff.seed_mass import SeedMassAccumulator
+from vitaff.diagnostics.seed_mass import SeedMassAccumulator
 from vitaff.stages import _cli
 from vitaff.stages.score import parse_inputs
 from vitaff.store import open_shards, write_csv

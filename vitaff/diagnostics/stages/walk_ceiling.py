@@ -3,7 +3,7 @@
 Reads the seeds shards of every scored split and the instance masks (``SegmentationObject/``, which
 VOC ships for its segmentation splits and the embedded dataset writes too) and writes one row per
 (stage, split) in the layout of ``voc_miou.csv``: ``seeds`` and ``random_walk_gt_affinity`` (see
-:mod:`vitaff.walk_ceiling`). Ids without an instance mask are skipped, as the score skips ids
+:mod:`vitaff.diagnostics.walk_ceiling`). Ids without an instance mask are skipped, as the score skips ids
 without ground truth.
 """
 
@@ -22,7 +22,7 @@ from vitaff.seeds import seed_labels
 from vitaff.stages import _cli
 from vitaff.stages.score import parse_inputs, score_row
 from vitaff.store import open_shards, write_csv
-from vitaff.walk_ceiling import instance_affinity
+from vitaff.diagnostics.walk_ceiling import instance_affinity
 
 INSTANCE_DIR = "SegmentationObject"
 

@@ -2,7 +2,7 @@
 
 Reads the seeds shards of every scored split (for the ids and sizes), the trained AffinityNet and
 the generator's instance and part masks, and writes one row per (split, pair kind) -- see
-:mod:`vitaff.affinity_stats`.
+:mod:`vitaff.diagnostics.affinity_stats`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from vitaff.affinity_stats import PairAffinityAccumulator
+from vitaff.diagnostics.affinity_stats import PairAffinityAccumulator
 from vitaff.affinity_training import image_affinity, load_affinity_model
 from vitaff.config import resolve_device
 from vitaff.data.voc import load_image, load_mask
 from vitaff.stages import _cli
 from vitaff.stages.score import parse_inputs
-from vitaff.stages.seed_mass import PART_DIR, require_part_masks
-from vitaff.stages.walk_ceiling import INSTANCE_DIR
+from vitaff.diagnostics.stages.seed_mass import PART_DIR, require_part_masks
+from vitaff.diagnostics.stages.walk_ceiling import INSTANCE_DIR
 from vitaff.store import open_shards, write_csv
 
 

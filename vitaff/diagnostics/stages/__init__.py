@@ -1,0 +1,1 @@
+"""One CLI entry point per diagnostic rule: ``python -m vitaff.diagnostics.stages.<rule>``."""

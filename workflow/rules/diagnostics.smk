@@ -1,0 +1,71 @@
+# Diagnostics, not paper steps: measurements that explain the scores (vitaff/diagnostics/).
+
+
+# Diagnostic (embedded dataset only: it needs the generator's part masks): how much seed mass lies
+# on the discriminative part, the rest of the object and the background, and how the CRF labels them.
+rule seed_mass:
+    input:
+        **{key: paths for key, paths in score_inputs().items() if not key.endswith(":random_walk")},
+    output:
+        report("results/seed_mass.csv", category="Results", caption="../report/seed_mass.rst"),
+    params:
+        args=stage_params("dataset"),
+        inputs=score_args,
+        code=code_hash("vitaff/diagnostics/seed_mass.py", "vitaff/diagnostics/stages/seed_mass.py", "vitaff/data/voc.py", *COMMON_CODE),
+    log:
+        "results/logs/seed_mass.log",
+    conda:
+        "../../envs/vitaff.yaml"
+    shell:
+        "python -m vitaff.diagnostics.stages.seed_mass --params {params.args:q} --inputs {params.inputs} --out {output} > {log} 2>&1"
+
+
+# Diagnostic: the random walk with ground-truth instance affinity on the same seeds, i.e. the most any
+# affinity network could add under these walk constants (needs SegmentationObject/ masks).
+rule walk_ceiling:
+    input:
+        **{key: paths for key, paths in score_inputs().items() if key.endswith(":seeds")},
+    output:
+        report("results/walk_ceiling.csv", category="Results", caption="../report/walk_ceiling.rst"),
+    params:
+        args=stage_params("dataset", "seeds", "affinity", "random_walk"),
+        inputs=score_args,
+        code=code_hash("vitaff/diagnostics/walk_ceiling.py", "vitaff/diagnostics/stages/walk_ceiling.py", "vitaff/random_walk.py",
+                       "vitaff/affinity.py", "vitaff/metrics.py", "vitaff/seeds.py", "vitaff/stages/score.py",
+                       "vitaff/data/voc.py", *COMMON_CODE),
+    log:
+        "results/logs/walk_ceiling.log",
+    benchmark:
+        "results/benchmarks/walk_ceiling.tsv"
+    conda:
+        "../../envs/vitaff.yaml"
+    shell:
+        "python -m vitaff.diagnostics.stages.walk_ceiling --params {params.args:q} --inputs {params.inputs} --out {output} > {log} 2>&1"
+
+
+# Diagnostic (embedded dataset only: it needs the generator's part masks): AffinityNet's mean affinity
+# per kind of neighbour pair (background, body, part; same or different object).
+rule affinity_stats:
+    input:
+        **{key: paths for key, paths in score_inputs().items() if key.endswith(":seeds")},
+        classifier="results/models/classifier.pt",
+        affinitynet="results/models/affinitynet.pt",
+    output:
+        report("results/affinity_stats.csv", category="Results", caption="../report/affinity_stats.rst"),
+    params:
+        args=stage_params("affinity"),
+        inputs=lambda wildcards, input: " ".join(
+            f"{key}:{','.join(paths)}" for key, paths in input.items() if key.endswith(":seeds")),
+        code=code_hash(*MODEL_CODE, "vitaff/diagnostics/affinity_stats.py", "vitaff/diagnostics/stages/affinity_stats.py",
+                       "vitaff/diagnostics/stages/seed_mass.py", "vitaff/diagnostics/stages/walk_ceiling.py", "vitaff/diagnostics/walk_ceiling.py", "vitaff/affinity.py",
+                       "vitaff/affinity_training.py",
+                       "vitaff/models/affinitynet.py", *COMMON_CODE),
+    log:
+        "results/logs/affinity_stats.log",
+    benchmark:
+        "results/benchmarks/affinity_stats.tsv"
+    conda:
+        "../../envs/vitaff.yaml"
+    shell:
+        "python -m vitaff.diagnostics.stages.affinity_stats --params {params.args:q} --inputs {params.inputs}"
+        " --classifier {input.classifier} --affinitynet {input.affinitynet} --out {output} > {log} 2>&1"
