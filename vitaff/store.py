@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -101,9 +102,11 @@ def open_store(path: str | Path) -> "zarr.Group":
         raise IncompleteArtifactError(f"artifact {path} does not exist; run the Snakemake rule that makes it.")
     group = zarr.open_group(str(path), mode="r")
     if not group.attrs.get(COMPLETE_ATTR, False):
+        # Snakemake trusts an existing output (--rerun-incomplete only covers jobs it saw fail):
+        # deleting the store is what makes it rerun the rule that writes it.
         raise IncompleteArtifactError(
             f"zarr store {path} has no completion mark: it was not completely written. "
-            f"Delete it and rerun the pipeline (snakemake --rerun-incomplete ...)."
+            f"Delete it, then rerun the command you ran (Snakemake remakes it): rm -r {shlex.quote(str(path))}"
         )
     return group
 
