@@ -2,6 +2,8 @@
 import hashlib
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from vitaff.config import effective_config, to_json, uses_embedded_dataset, voc_root
 
 # The effective config: validated, defaults filled, `embedded` overrides applied for the generated set.
@@ -25,6 +27,17 @@ def code_hash(*paths):
             digest.update(str(f.relative_to(workflow.basedir)).encode())
             digest.update(f.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def job_threads(side_by_side=1):
+    """`threads:` of a computing rule: the run's --cores shared by the jobs of the rule that run side by
+    side (the shards of a split), at least 1; the stage gives them to torch (--threads, vitaff/stages/_cli.py).
+    A cluster run without --cores gets 1 here: profiles/slurm's set-threads sizes its jobs."""
+    try:
+        cores = workflow.cores
+    except WorkflowError:
+        return 1
+    return max(1, cores // side_by_side)
 
 
 COMMON_CODE = ("vitaff/__init__.py", "vitaff/config.py", "vitaff/store.py", "vitaff/stages/_cli.py")

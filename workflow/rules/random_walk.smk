@@ -12,6 +12,7 @@ rule random_walk:
         args=stage_params("affinity", "random_walk"),
         code=code_hash(*MODEL_CODE, "vitaff/random_walk.py", "vitaff/affinity_training.py", "vitaff/models/affinitynet.py",
                        "vitaff/stages/random_walk.py", *COMMON_CODE),
+    threads: job_threads(len(SHARDS))
     log:
         "results/logs/random_walk/{split}_{shard}.log",
     benchmark:
@@ -21,5 +22,5 @@ rule random_walk:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.random_walk --params {params.args:q} --seeds {input.seeds} --classifier {input.classifier}"
+        "python -m vitaff.stages.random_walk --params {params.args:q} --threads {threads} --seeds {input.seeds} --classifier {input.classifier}"
         " --affinitynet {input.affinitynet} --out {output} > {log} 2>&1"

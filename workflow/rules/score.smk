@@ -8,9 +8,10 @@ rule score:
         args=stage_params("dataset", "seeds"),
         inputs=score_args,
         code=code_hash("vitaff/metrics.py", "vitaff/seeds.py", "vitaff/stages/score.py", "vitaff/data/voc.py", *COMMON_CODE),
+    threads: 1
     log:
         "results/logs/score.log",
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.score --params {params.args:q} --inputs {params.inputs} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.score --params {params.args:q} --threads {threads} --inputs {params.inputs} --out {output} > {log} 2>&1"
