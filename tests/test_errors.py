@@ -43,6 +43,12 @@ def test_bad_value_names_key_and_value():
         load_config(CONFIG, {"crf.alpha_low": -1})
 
 
+def test_bad_choice_lists_the_choices_and_the_closest():
+    with pytest.raises(ConfigError, match=r"config key seeds\.method: 'transformer_atribution' is not one of "
+                                          r"transformer_attribution, rollout, .* \(did you mean transformer_attribution\?\)"):
+        load_config(CONFIG, {"seeds.method": "transformer_atribution"})
+
+
 def test_embedded_override_is_named_as_written():
     with pytest.raises(ConfigError) as err:
         load_config(CONFIG, {"embedded.classifier.epohcs": 3})

@@ -115,9 +115,14 @@ def _error_lines(err, names: dict) -> list[str]:
             lines.append(f"config key {names.get(full, full)}: unknown key; {hint}")
         return lines
     key = names.get(path, path) or "<top level>"
-    message = err.message if len(err.message) <= 160 else err.message[:157] + "..."
-    if isinstance(err.instance, (dict, list)):
-        message = f"{_short(err.instance)}: {err.validator} {_short(err.validator_value)} not met"
+    message = err.message
+    if err.validator == "enum":
+        options = [str(o) for o in err.validator_value]
+        close = difflib.get_close_matches(str(err.instance), options, n=1)
+        message = (f"{_short(err.instance)} is not one of {', '.join(options)}"
+                   + (f" (did you mean {close[0]}?)" if close else ""))
+    elif len(message) > 160:  # jsonschema repeats the value: a whole section for a section
+        message = f"{_short(err.instance)} fails {err.validator} {_short(err.validator_value)}"
     hint = ""
     if isinstance(err.instance, str) and err.validator == "type":
         hint = (" (given as text; a nested key can also be set in a YAML overlay:"
