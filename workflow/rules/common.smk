@@ -3,6 +3,7 @@ import hashlib
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import available_cpu_count
 
 from vitaff.config import effective_config, to_json, uses_embedded_dataset, voc_root
 
@@ -30,14 +31,15 @@ def code_hash(*paths):
 
 
 def job_threads(side_by_side=1):
-    """`threads:` of a computing rule: the run's --cores shared by the jobs of the rule that run side by
-    side (the shards of a split), at least 1; the stage gives them to torch (--threads, vitaff/stages/_cli.py).
-    A cluster run without --cores gets 1 here: profiles/slurm's set-threads sizes its jobs."""
+    """`threads:` of a computing rule: the run's --cores (at most the CPUs this machine has) shared by
+    the jobs of the rule that run side by side (the shards of a split), at least 1; the stage gives
+    them to torch (--threads, vitaff/stages/_cli.py). A cluster run without --cores gets 1 here:
+    profiles/slurm's set-threads sizes its jobs."""
     try:
         cores = workflow.cores
     except WorkflowError:
         return 1
-    return max(1, cores // side_by_side)
+    return max(1, min(cores, available_cpu_count()) // side_by_side)
 
 
 COMMON_CODE = ("vitaff/__init__.py", "vitaff/config.py", "vitaff/store.py", "vitaff/stages/_cli.py")
