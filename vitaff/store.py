@@ -105,7 +105,7 @@ def open_store(path: str | Path) -> "zarr.Group":
         # Snakemake trusts an existing output (--rerun-incomplete only covers jobs it saw fail):
         # deleting the store is what makes it rerun the rule that writes it.
         raise IncompleteArtifactError(
-            f"zarr store {path} has no completion mark: it was not completely written. "
+            f"zarr store {path} has no completion mark: it was not completely written, or was changed since. "
             f"Delete it, then rerun the command you ran (Snakemake remakes it): rm -r {shlex.quote(str(path))}"
         )
     return group
