@@ -26,7 +26,7 @@ include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
-    split="|".join(SPLITS),
+    split="|".join(INDEX_SPLITS),
     shard=r"\d+",
 
 
@@ -45,6 +45,8 @@ include: "workflow/rules/diagnostics.smk"
 rule all:
     input:
         "results/voc_miou.csv",
+        # the pipeline's product: pseudo labels of the training split (also made by the main job)
+        f"results/pseudo_labels/{TRAIN_SPLIT}",
         "results/figures/wsss_stages.png",
         # diagnostic that needs the generator's part masks (README, "Results on the embedded default")
         ["results/seed_mass.csv", "results/affinity_stats.csv"] if EMBEDDED else [],

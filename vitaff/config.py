@@ -17,7 +17,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-EMBEDDED_SECTIONS = ("classifier", "seeds", "crf", "affinity", "random_walk")
+EMBEDDED_SECTIONS = ("dataset", "classifier", "seeds", "crf", "affinity", "random_walk")
 
 
 class ConfigError(ValueError):
@@ -191,12 +191,26 @@ def voc_root(config: dict) -> Path:
     return Path(config["dataset"]["root"])
 
 
-def load_config(path: str | Path = "config.yaml", overrides: dict | None = None) -> dict:
-    """Read a YAML config file, apply nested overrides, return the effective config."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
-    config = yaml.safe_load(path.read_text()) or {}
+def deep_update(base: dict, overlay: dict) -> dict:
+    """Merge ``overlay`` into ``base`` section by section (what Snakemake does with --configfile)."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def load_config(path: str | Path = "config.yaml", overrides: dict | None = None,
+                overlays: tuple[str | Path, ...] = ()) -> dict:
+    """Read a YAML config file, merge overlay files (e.g. ``presets/psa.yaml``) over it, apply
+    dotted-key overrides, return the effective config."""
+    config = {}
+    for file in (path, *overlays):
+        file = Path(file)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} not found")
+        deep_update(config, yaml.safe_load(file.read_text()) or {})
     for key, value in (overrides or {}).items():
         node = config
         *parents, leaf = key.split(".")

@@ -93,6 +93,22 @@ def writing_store(path: str | Path) -> Iterator["zarr.Group"]:
         raise
 
 
+@contextlib.contextmanager
+def writing_dir(path: str | Path) -> Iterator[Path]:
+    """Yield ``<path>.partial`` to fill with files; rename it to ``path`` on success, delete it on error."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    _remove(partial)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        _remove(path)
+        os.replace(partial, path)
+    except BaseException:
+        _remove(partial)
+        raise
+
+
 def open_store(path: str | Path) -> "zarr.Group":
     """Open a completed zarr store for reading; refuse a missing or unfinished one."""
     import zarr
