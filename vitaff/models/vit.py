@@ -44,6 +44,7 @@ __all__ = [
     "Block",
     "VisionTransformer",
     "safe_divide",
+    "fork_relprop",
     "linear_relprop",
     "ProductCache",
     "IDENTITY_TOL",
@@ -80,9 +81,27 @@ RULE_SETS = {r.name: r for r in (OURS, ORIG)}
 
 
 def safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a / (b + 1e-9)``, and 0 where ``b == 0`` (SPEC section 1, "Division everywhere")."""
-    out = a / (b + EPS)
-    return out.masked_fill_(b == 0, 0)
+    """``a / (b + 1e-9)``, and 0 where ``b == 0`` (SPEC section 1, "Division everywhere").
+
+    Chefer et al.'s ``safe_divide``: the denominator is ``b + 1e-9`` whatever the sign of ``b``
+    (``clamp(b, min=eps) + clamp(b, max=eps)``), replaced by ``1e-9`` where that sum is 0
+    (``b == -1e-9``), and the quotient is zeroed where ``b == 0``.
+    """
+    den = b + EPS
+    if EPS:
+        den.masked_fill_(den == 0, EPS)
+    return (a / den).masked_fill_(b == 0, 0)
+
+
+def fork_relprop(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+    """Relevance of ``x`` where several relevances ``R = R_1 + R_2 (+ ...)`` arrive at it.
+
+    The reference's ``Clone`` (residual fork) and ``IndexSelect`` (CLS select) rules are gradient
+    x input: ``R_x = x * sum_i R_i / (x + 1e-9)`` (0 where ``x == 0``), not the plain sum
+    ``sum_i R_i`` -- the stabiliser moves relevance by ``R * 1e-9 / x`` where ``x`` is small.
+    Element-wise.
+    """
+    return safe_divide(R, x).mul_(x)
 
 
 def _total(t: torch.Tensor) -> torch.Tensor:
@@ -452,21 +471,26 @@ class Block(nn.Module):
                 keep_attn: Callable[[torch.Tensor], None] | None = None,
                 stop_at_attn: bool = False, cls_only: bool = False, cache: ProductCache | None = None
                 ) -> torch.Tensor | None:
-        """add2 -> (mlp <- norm2) + residual (clone: relevances add) -> add1 -> (attn <- norm1).
+        """add2 -> (mlp <- norm2) + residual (fork) -> add1 -> (attn <- norm1) + residual (fork).
+
+        Each fork (the reference's ``Clone``) applies :func:`fork_relprop` to the sum of its
+        two branches' relevance.
 
         ``cls_only``: only the CLS token of ``R`` is non-zero (the last block after the CLS
         select); the token-wise rules then run on that token alone.
         """
         n = 1 if cls_only else R.shape[1]
         R = R[:, :n]
-        r_res, r_mlp = add_relprop(rec["x_mid"][:, :n], rec["m"][:, :n], R, rules, z=rec["out"][:, :n])
-        R = self.mlp.relprop(r_mlp, rec["mlp"], rules, cache).add_(r_res)  # norm2: identity; clone: add
-        r_res, r_attn = add_relprop(rec["x"][:, :n], rec["a"][:, :n], R, rules, z=rec["x_mid"][:, :n])
+        x_mid = rec["x_mid"][:, :n]
+        r_res, r_mlp = add_relprop(x_mid, rec["m"][:, :n], R, rules, z=rec["out"][:, :n])
+        # norm2: identity; the fork of x_mid gathers both branches
+        R = fork_relprop(x_mid, self.mlp.relprop(r_mlp, rec["mlp"], rules, cache).add_(r_res))
+        r_res, r_attn = add_relprop(rec["x"][:, :n], rec["a"][:, :n], R, rules, z=x_mid)
         R = self.attn.relprop(r_attn, rec["attn"], rules, keep_attn, stop_at_attn, cls_only, cache)
         if R is None:
             return None
-        R[:, :n] += r_res  # norm1: identity; clone: add
-        return R
+        R[:, :n] += r_res  # norm1: identity
+        return fork_relprop(rec["x"], R)  # the fork of the block input
 
 
 # ----------------------------------------------------------------------------------------------
@@ -627,7 +651,9 @@ class VisionTransformer(nn.Module):
             r_cls = linear_relprop(rec["pooled"], self.head, R, rules, rec["logits"], cache)
             out.sums.append(("head", _total(r_cls)))
             R = torch.zeros_like(rec["tokens"])
-            R[:, 0] = r_cls  # CLS select: all relevance to token 0; final norm: identity
+            # CLS select: all relevance to token 0, as gradient x input (fork_relprop) like the
+            # reference's IndexSelect; final norm: identity
+            R[:, 0] = fork_relprop(rec["pooled"], r_cls)
             if to_pixels:
                 stop_block = None
             for b in range(len(self.blocks) - 1, (stop_block or 0) - 1, -1):
