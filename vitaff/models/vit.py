@@ -165,7 +165,9 @@ def linear_relprop(x: torch.Tensor, layer: nn.Linear, R: torch.Tensor, rules: Ru
     key = (id(w), tuple(shape))
     z = cache.get(key) if cache is not None else None
     split = rules.separate_linear or (cache is not None and cache.split)
-    if not split and y is not None and not isinstance(z, tuple):
+    # the identity's rounding error is ~ulp(|x| |W|^T): too coarse in a 16-bit format (autocast)
+    wide = y is not None and y.dtype in (torch.float32, torch.float64)
+    if not split and wide and not isinstance(z, tuple):
         ax, aw = x2.abs(), (w.abs() if cache is None else cache.abs_weight(w))
         if z is None:
             z = _ours_z(x2, ax, aw, y.reshape(-1, y.shape[-1]), layer.bias)
@@ -618,6 +620,27 @@ class VisionTransformer(nn.Module):
         rec.update(pooled=pooled, logits=logits)
         return logits, rec
 
+    def relprop_head(self, pooled: torch.Tensor, logits: torch.Tensor, R: torch.Tensor, rules: RuleSet,
+                     tokens_shape: torch.Size | tuple[int, ...], cache: ProductCache | None = None,
+                     sums: list | None = None) -> torch.Tensor:
+        """Logit relevance ``R`` (B x classes) -> relevance of the last block's output tokens.
+
+        Head (Linear rule) -> CLS select (all relevance to token 0, gradient x input like the
+        reference's IndexSelect: :func:`fork_relprop`) -> final norm (identity). ``pooled``,
+        ``logits``: the head's input and output; ``tokens_shape``: B x N x D. ``sums``: list to
+        append the per-sample totals to.
+        """
+        with torch.no_grad():
+            R = R.to(pooled.dtype)
+            if sums is not None:
+                sums.append(("logits", _total(R)))
+            r_cls = linear_relprop(pooled, self.head, R, rules, logits, cache)
+            if sums is not None:
+                sums.append(("head", _total(r_cls)))
+            out = pooled.new_zeros(tokens_shape)
+            out[:, 0] = fork_relprop(pooled, r_cls)
+            return out
+
     def relprop(
         self,
         rec: Record,
@@ -646,14 +669,7 @@ class VisionTransformer(nn.Module):
         keep_attn = set(keep_attn or ())
         out = RelevanceResult(rules=rules)
         with torch.no_grad():
-            R = R.to(rec["pooled"].dtype)
-            out.sums.append(("logits", _total(R)))
-            r_cls = linear_relprop(rec["pooled"], self.head, R, rules, rec["logits"], cache)
-            out.sums.append(("head", _total(r_cls)))
-            R = torch.zeros_like(rec["tokens"])
-            # CLS select: all relevance to token 0, as gradient x input (fork_relprop) like the
-            # reference's IndexSelect; final norm: identity
-            R[:, 0] = fork_relprop(rec["pooled"], r_cls)
+            R = self.relprop_head(rec["pooled"], rec["logits"], R, rules, rec["tokens"].shape, cache, out.sums)
             if to_pixels:
                 stop_block = None
             for b in range(len(self.blocks) - 1, (stop_block or 0) - 1, -1):

@@ -48,7 +48,7 @@ def main(args, params) -> None:
             images = [load_image(voc / "JPEGImages" / f"{ids[k]}.jpg") for k in batch]
             seeds = class_seeds(model, images, [classes[k] for k in batch], model.img_size, device,
                                 method=sp["method"], start_layer=sp["start_layer"], flip=sp["flip"],
-                                cube_root=sp["cube_root"])
+                                cube_root=sp["cube_root"], precision=sp.get("precision", "fp32"))
             for k, image, maps in zip(batch, images, seeds):
                 full = to_full_stack(maps, classes[k])
                 writer.write(k, "maps", full.astype(np.float16))
