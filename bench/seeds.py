@@ -104,6 +104,10 @@ class PeakMemory:
 
 
 def _setup(args):
+    if args.heap == "mmap":
+        from vitaff.seeds import release_large_blocks
+
+        release_large_blocks()  # as the seeds stage does
     device = torch.device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -143,7 +147,8 @@ def _child_classes(args) -> dict:
     x = torch.randn(2, 3, img_size, img_size, device=device)  # image + flip
 
     def timed(fn) -> float:
-        fn()  # warm-up
+        if device.type == "cuda":
+            fn()  # warm-up (kernels, allocator); on CPU the first run is representative
         best = float("inf")
         for _ in range(args.repeats):
             if device.type == "cuda":
@@ -173,6 +178,9 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", type=int, nargs="*", default=[1, 2, 4])
     ap.add_argument("--start-layer", type=int, default=0)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--heap", default="mmap", choices=["mmap", "default"],
+                    help="mmap: large blocks mapped separately (vitaff.seeds.release_large_blocks, as the "
+                         "stage does); default: glibc's dynamic threshold")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per class count (best is kept)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None,
@@ -191,7 +199,7 @@ def main(argv=None) -> int:
 
     base = [sys.executable, str(Path(__file__).resolve()), "--model", args.model, "--img-size", str(args.img_size),
             "--device", args.device, "--threads", str(args.threads), "--precision", args.precision,
-            "--start-layer", str(args.start_layer), "--repeats", str(args.repeats)]
+            "--start-layer", str(args.start_layer), "--repeats", str(args.repeats), "--heap", args.heap]
 
     def child(*extra) -> dict:
         out = subprocess.run(base + list(extra), capture_output=True, text=True)
@@ -201,7 +209,8 @@ def main(argv=None) -> int:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     print(f"{args.model} @ {args.img_size}px, {args.precision}, device {args.device}, torch {torch.__version__}, "
-          f"threads {args.threads or 'default'}, start_layer {args.start_layer}, flip on, cube root on; "
+          f"threads {args.threads or 'default'}, start_layer {args.start_layer}, heap {args.heap}, flip on, "
+          "cube root on; "
           "each row a fresh process")
     per_image = {}
     if args.batch:

@@ -300,8 +300,9 @@ def _attribution_sweep(model: VisionTransformer, images: torch.Tensor, targets: 
                     g = torch.autograd.grad(score, wrt, retain_graph=retain)
                 else:
                     g = torch.autograd.grad(out, wrt, grads[k], retain_graph=retain)
-            dA = g[0]
+            held = [g[0]]  # dA_b: consumed (overwritten, then released) by fold
             grads[k] = g[1] if need_dx else None
+            del g
             with torch.no_grad():
                 if last:
                     one_hot = F.one_hot(targets[k], logits.shape[1]).to(logits.dtype)
@@ -313,13 +314,13 @@ def _attribution_sweep(model: VisionTransformer, images: torch.Tensor, targets: 
                 rels[k] = None
                 folded = {}
 
-                def fold(r_attn: torch.Tensor, dA=dA, r=r) -> None:
-                    abar = (dA * r_attn).clamp_(min=0).mean(1)
+                def fold(r_attn: torch.Tensor, held=held, r=r) -> None:
+                    abar = held.pop().mul_(r_attn).clamp_(min=0).mean(1)
                     folded["row"] = r + (r.unsqueeze(1) @ abar).squeeze(1)
 
                 rels[k] = blk.relprop(R, rec, OURS, fold, stop_at_attn=not need_dx, cls_only=last, cache=cache)
                 rows[k] = folded["row"]
-                del dA, g, R
+                del R, fold
         del rec, out, attn, wrt, xb, cache
         if last:
             del pooled, logits

@@ -24,6 +24,25 @@ from vitaff.data.voc import NUM_FG_CLASSES
 PRECISIONS = ("fp32", "bf16")
 
 
+def release_large_blocks(threshold: int = 1 << 20) -> bool:
+    """Serve allocations above ``threshold`` bytes with their own mappings (glibc ``mallopt``
+    ``M_MMAP_THRESHOLD``), so that freed activation-sized tensors go back to the system.
+
+    glibc raises its mmap threshold to 32 MiB once a large block is freed; attention-sized
+    tensors (12 x 785^2 x 4 B = 30 MB at 448 px) then come from the heap, and the heap
+    fragments: the seeds stage's peak RSS was ~20 % higher without this. Returns whether it
+    was applied (False off glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, int(threshold)))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 def seed_chain(grid: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int],
                cube_root: bool) -> torch.Tensor:
     """One pass of the seed post-processing: K x h x w token-grid maps -> K x H x W in [0, 1].

@@ -93,6 +93,19 @@ def safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a / den).masked_fill_(b == 0, 0)
 
 
+def _safe_divide_into(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:func:`safe_divide` written into ``b`` (a temporary the caller owns): the same values,
+    without the two extra tensors of ``b``'s size."""
+    if torch.result_type(a, b) != b.dtype:  # mixed precision (autocast): b cannot hold the quotient
+        return safe_divide(a, b)
+    zero = b == 0
+    b.add_(EPS)
+    if EPS:
+        b.masked_fill_(b == 0, EPS)
+    torch.div(a, b, out=b)
+    return b.masked_fill_(zero, 0)
+
+
 def fork_relprop(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
     """Relevance of ``x`` where several relevances ``R = R_1 + R_2 (+ ...)`` arrive at it.
 
@@ -238,7 +251,7 @@ def matmul_relprop(
 
     ``S = R / Z``; ``R_a = a * (S b^T) / 2``, ``R_b = b * (a^T S) / 2``.
     """
-    s = safe_divide(R, a @ b if z is None else z).mul_(0.5)
+    s = (_safe_divide_into(R, a @ b) if z is None else safe_divide(R, z)).mul_(0.5)
     ra = (s @ b.transpose(-1, -2)).mul_(a)
     rb = (a.transpose(-1, -2) @ s).mul_(b)
     return ra, rb

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from vitaff.classifier import load_classifier
 from vitaff.config import resolve_device
 from vitaff.data.voc import NUM_FG_CLASSES, load_image
-from vitaff.seeds import class_seeds, seed_labels, to_full_stack
+from vitaff.seeds import class_seeds, release_large_blocks, seed_labels, to_full_stack
 from vitaff.stages import _cli
 from vitaff.stages.dataset_index import read_index
 from vitaff.store import ImageShardWriter, save_png, shard_slice, writing_store
@@ -30,6 +30,7 @@ def preview(image: np.ndarray, full: np.ndarray, classes, bg_threshold: float) -
 
 def main(args, params) -> None:
     _cli.seed_everything(params["seed"])
+    release_large_blocks()
     device = resolve_device(params["device"])
     sp = params["seeds"]
     index = read_index(args.index).set_index("id")
