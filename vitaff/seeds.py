@@ -30,8 +30,9 @@ def release_large_blocks(threshold: int = 1 << 20) -> bool:
 
     glibc raises its mmap threshold to 32 MiB once a large block is freed; attention-sized
     tensors (12 x 785^2 x 4 B = 30 MB at 448 px) then come from the heap, and the heap
-    fragments: the seeds stage's peak RSS was ~20 % higher without this. Returns whether it
-    was applied (False off glibc).
+    fragments: without this the seeds' peak above the model was 742 instead of 496 MiB per
+    image (hybrid at 448, batch 1, ``bench/seeds.py --heap default``). Returns whether it was
+    applied (False off glibc).
     """
     import ctypes
     import ctypes.util
