@@ -40,7 +40,9 @@ def test_every_shard_is_complete_and_covers_the_split(tiny_run):
     seeds = ImageShardReader(tiny_run / "results/seeds/val/shard_0.zarr")
     maps = seeds.read(0, "maps").astype(np.float32)
     present = [c - 1 for c in seeds.classes[0]]
-    assert maps.shape[0] == 20 and maps[present].max() == pytest.approx(1.0, abs=1e-3)
+    # SPEC 5: image and flip are min-max normalised separately, then averaged (no renormalisation):
+    # the average reaches at least 1/2 where either pass has its maximum, and stays <= 1
+    assert maps.shape[0] == 20 and 0.5 - 1e-2 <= maps[present].max() <= 1.0 + 1e-3
     assert np.all(np.delete(maps, present, axis=0) == 0)
     rw = ImageShardReader(tiny_run / "results/random_walk/val/shard_0.zarr")
     labels = rw.read(0, "labels")
