@@ -78,6 +78,9 @@ def test_ceiling_powers_and_best_power_on_train():
     ])
     assert best_bg_power(table) == 16.0          # val is never looked at; ties go to the smaller power
     assert best_bg_power(table, "val") == 4.0
+    table.loc[2, "mIoU"] = 48.5                  # within 2 points of the best: the smaller power
+    assert best_bg_power(table) == 16.0
+    assert best_bg_power(table, tolerance=1.0) == 32.0
     with pytest.raises(ValueError, match="no random_walk_gt_affinity"):
         best_bg_power(table, "test")
 
