@@ -13,6 +13,11 @@ built so that the problem the study solves is present (see ``docs/readme_parts/s
   period), drawn from a pool SHARED by all classes: the body says "object, not background" but
   not which class, so a classifier must use the part, while learned pixel affinity (Ahn & Kwak,
   CVPR 2018, AffinityNet) can learn "same body texture = same object" and spread the part's seed;
+* with ``body_textures="class"`` (the pipeline's embedded default) every body instead carries its
+  class's own texture (:data:`CLASS_BODY_TEXTURES`), and ``JPEGImagesPartHidden/`` holds each scene
+  with its parts painted over by their bodies, for the classifier's part-hiding augmentation
+  (:func:`vitaff.classifier.hide_parts`): otherwise the class is readable from the part alone and a
+  classifier trained from scratch never looks at the body;
 * bodies share the background's colour statistics (same per-scene palette, mean colour pulled to
   the local background colour) and meet it at low-contrast edges, so a dense CRF with an RGB
   bilateral kernel (Kraehenbuehl & Koltun, NeurIPS 2011) cannot recover them from colour alone,
@@ -24,6 +29,7 @@ Files written under ``<root>/VOCdevkit/VOC2012`` (SPEC section 7)::
     SegmentationClass/<id>.png          palette PNG, VOC colour map, 0..20, 255 = void band
     SegmentationObject/<id>.png         palette PNG, instance index 1..n, 255 = void band
     SegmentationPart/<id>.png           (not VOC; ``write_parts``) instance index of the part pixels
+    JPEGImagesPartHidden/<id>.jpg       (not VOC; ``write_parts``) the scene with its parts painted over
     Annotations/<id>.xml                VOC XML, one <object> per visible instance
     ImageSets/Segmentation/{train,val,trainval}.txt
     ImageSets/Main/{train,val,trainval}.txt
@@ -183,7 +189,7 @@ class SyntheticConfig:
     noise_sigma: float = 4.0
     illumination: float = 0.15         # max relative brightness change of a linear ramp
     # Output: void band half-width (pixels on each side of an instance border), JPEG quality,
-    # whether to write the (non-VOC) SegmentationPart/ diagnostic masks.
+    # whether to write the (non-VOC) SegmentationPart/ masks and JPEGImagesPartHidden/ images.
     void_radius: int = 1
     jpeg_quality: int = 90
     write_parts: bool = True
