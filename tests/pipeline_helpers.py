@@ -39,10 +39,15 @@ def pipeline_env() -> dict:
     return env
 
 
-def snakemake_cmd(workdir: Path, *extra: str, cores: int | None = 2, target: str | None = TARGET) -> list[str]:
+def snakemake_cmd(workdir: Path, *extra: str, cores: int | None = 2, target: str | None = TARGET,
+                  max_threads: int | None = 1) -> list[str]:
+    """A local run caps every job at ``max_threads`` (Snakemake's --max-threads): the rules share
+    --cores between a rule's parallel jobs, and two OpenMP threads on this shared 2-core test
+    machine can stall 10-50x. None: the threads the rules declare (tests/test_errors_pipeline.py)."""
+    local = ["--cores", str(cores)] + (["--max-threads", str(max_threads)] if max_threads else []) if cores else []
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), *(["--cores", str(cores)] if cores else []), *extra]
-    return cmd + ([target] if target else [])
+           "--configfile", str(workdir / "config.yaml"), *local, *extra]
+    return cmd + (["--", target] if target else [])
 
 
 def run_snakemake(workdir: Path, *extra: str, timeout: float = 900, **kw) -> subprocess.CompletedProcess:

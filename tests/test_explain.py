@@ -5,6 +5,12 @@ gradients come from *timm's* model (non-fused attention) through forward hooks a
 one image at a time; the LRP rules are applied the way Chefer et al.'s reference code does,
 with ``torch.autograd.grad`` on recomputed layers (gradient x input), per-sample python loops
 for the Add normalisation, and full N x N matrix products for the roll-outs.
+
+Every rule is written as the reference writes it, its 1e-9 stabiliser included: also the
+residual fork (Clone: ``R_x = x * grad(S_1 + S_2)`` with ``S_i = R_i / (x + 1e-9)``) and the
+CLS select (IndexSelect: ``R_x0 = x0 * R / (x0 + 1e-9)``). ``EXACT=False`` replaces those two by
+the plain sums the stabiliser-free algebra gives; the sensitivity test checks that this moves
+the maps by far more than the 1e-9 tolerance, so moving a stabiliser fails the comparison.
 """
 
 from __future__ import annotations
@@ -72,6 +78,27 @@ def ref_add(u, v, R, rescale):
     return a, b
 
 
+def ref_clone(x, branches, exact=True):
+    """Residual fork: relevances of the copies meet at ``x`` (reference ``Clone.relprop``)."""
+    if not exact:
+        return sum(branches)
+    xl = _leaf(x)
+    copies = [xl * 1 for _ in branches]  # the reference's Clone: every output is x itself
+    g = torch.autograd.grad(copies, xl, [ref_sdiv(r, z) for r, z in zip(branches, copies)])[0]
+    return (xl * g).detach()
+
+
+def ref_select(x, R, exact=True):
+    """CLS select ``x[:, 0]`` of B x N x D (reference ``IndexSelect.relprop``)."""
+    if not exact:
+        out = torch.zeros_like(x)
+        out[:, 0] = R
+        return out
+    xl = _leaf(x)
+    z = torch.index_select(xl, 1, torch.tensor(0)).squeeze(1)
+    return (xl * torch.autograd.grad(z, xl, ref_sdiv(R, z))[0]).detach()
+
+
 def ref_matmul(x, y, R):
     x, y = _leaf(x), _leaf(y)
     z = torch.einsum("bhij,bhjd->bhid", x, y)
@@ -134,17 +161,18 @@ class TimmReference:
         self.dA = [acts[f"{i}.A"][1].grad.detach() for i in range(len(m.blocks))]
         return self
 
-    def relevance(self, target, rules):
-        """R^A of every block and the pixel relevance (Chefer et al.'s relprop order)."""
+    def relevance(self, target, rules, exact=True):
+        """R^A of every block and the pixel relevance (Chefer et al.'s relprop order).
+
+        ``exact=False``: Clone and CLS select without their stabilisers (plain sums)."""
         m, acts = self.m, self.acts
         separate, rescale = rules == "orig", rules == "ours"
         nc = m.head.weight.shape[0]
         R = F.one_hot(torch.tensor([target]), nc).to(self.x.dtype)
-        pooled = acts["norm"][1][:, 0].detach()
-        r_cls = ref_linear(pooled, m.head.weight.detach(), R, separate)
-        N, D = acts["norm"][1].shape[1:]
-        R = torch.zeros(1, N, D, dtype=self.x.dtype)
-        R[:, 0] = r_cls
+        normed = acts["norm"][1].detach()
+        r_cls = ref_linear(normed[:, 0], m.head.weight.detach(), R, separate)
+        N, D = normed.shape[1:]
+        R = ref_select(normed, r_cls, exact)  # final norm: identity
         r_attn = {}
         H = m.blocks[0].attn.num_heads
         for i in reversed(range(len(m.blocks))):
@@ -156,7 +184,7 @@ class TimmReference:
             r_res, r_mlp = ref_add(x_mid, mlp_out, R, rescale)
             r_mlp = ref_linear(acts[f"{i}.fc2"][0].detach(), blk.mlp.fc2.weight.detach(), r_mlp, separate)
             r_mlp = ref_linear(acts[f"{i}.fc1"][0].detach(), blk.mlp.fc1.weight.detach(), r_mlp, separate)
-            R = r_res + r_mlp
+            R = ref_clone(x_mid, [r_res, r_mlp], exact)  # norm2: identity
             r_res, r_a = ref_add(x_in, attn_out, R, rescale)
             r_a = ref_linear(acts[f"{i}.proj"][0].detach(), blk.attn.proj.weight.detach(), r_a, separate)
             r_a = r_a.reshape(1, N, H, -1).permute(0, 2, 1, 3)
@@ -167,7 +195,7 @@ class TimmReference:
             rq, rk = ref_matmul(q, k.transpose(-1, -2), ra)
             r_qkv = torch.stack([rq, rk.transpose(-1, -2), rv]).permute(1, 3, 0, 2, 4).reshape(1, N, -1)
             r_in = ref_linear(acts[f"{i}.norm1"][1].detach(), blk.attn.qkv.weight.detach(), r_qkv, separate)
-            R = r_res + r_in
+            R = ref_clone(x_in, [r_res, r_in], exact)  # norm1: identity
         tokens = torch.cat([m.cls_token.detach(), acts["patch_embed"][1].detach()], 1)
         r_tok, _ = ref_add(tokens, m.pos_embed.detach().expand_as(tokens), R, rescale)
         g = m.patch_embed.grid_size
@@ -176,15 +204,15 @@ class TimmReference:
         return r_attn, pixels
 
 
-def ref_maps(timm_model, x, targets, start_layer=1):
+def ref_maps(timm_model, x, targets, start_layer=1, exact=True):
     """Every method's map for each image separately (batch of one), by the definitions."""
     out = {k: [] for k in ALL_METHODS}
     L = len(timm_model.blocks)
     g = timm_model.patch_embed.grid_size
     for i in range(x.shape[0]):
         ref = TimmReference(timm_model).run(x[i : i + 1], int(targets[i]))
-        r_ours, _ = ref.relevance(int(targets[i]), "ours")
-        r_orig, pixels = ref.relevance(int(targets[i]), "orig")
+        r_ours, _ = ref.relevance(int(targets[i]), "ours", exact)
+        r_orig, pixels = ref.relevance(int(targets[i]), "orig", exact)
         N = ref.A[0].shape[-1]
         eye = torch.eye(N, dtype=x.dtype)
 
@@ -250,18 +278,28 @@ def reference(pair64, batch64):
 # ----------------------------------------------------------------------------------------------
 
 
+#: vitaff equals the reference in fp64 to this, relative to the map's largest entry
+REL_TOL = 1e-9
+#: the relevance-based methods (the others read attention maps and gradients only)
+RELEVANCE_METHODS = ("transformer_attribution", "lrp", "partial_lrp", "ta_no_grad", "ta_last_block",
+                     "ta_block_minus_1", "ta_second_block")
+
+
+def assert_equal_to_reference(got, want):
+    assert got.shape == want.shape
+    scale = float(want.abs().max())
+    assert scale > 0
+    torch.testing.assert_close(got, want, rtol=0, atol=REL_TOL * scale)
+
+
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_method_equals_reference(pair64, batch64, reference, method):
     """Batched vitaff maps (per-sample targets) equal the per-image reference computation."""
     _, vm = pair64
     x, t = batch64
     got = explain(vm, x, t, method=method)
-    want = reference[method]
-    assert got.shape == want.shape
     assert got.dtype == torch.float64
-    scale = want.abs().max()
-    assert scale > 0
-    torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9 * float(scale))
+    assert_equal_to_reference(got, reference[method])
 
 
 def test_all_methods_from_one_pass_equal_single_calls(pair64, batch64, reference):
@@ -269,8 +307,38 @@ def test_all_methods_from_one_pass_equal_single_calls(pair64, batch64, reference
     x, t = batch64
     maps = explain_all(vm, x, t, ALL_METHODS)
     for m in ALL_METHODS:
+        assert_equal_to_reference(maps[m], reference[m])
+
+
+def test_explain_classes_equals_reference(pair64, batch64, reference):
+    """The per-class sweep (several classes per image, one forward) against the reference."""
+    tm, vm = pair64
+    x, t = batch64
+    other = (t + 3) % 7
+    got = explain_classes(vm, x, [[int(a), int(b)] for a, b in zip(t, other)])
+    second = ref_maps(tm, x, other)["transformer_attribution"]
+    for i in range(x.shape[0]):
+        assert_equal_to_reference(got[i][0], reference["transformer_attribution"][i])
+        assert_equal_to_reference(got[i][1], second[i])
+
+
+def test_reference_is_sensitive_to_where_the_stabiliser_sits(pair64, batch64, reference):
+    """Without the Clone / CLS-select stabilisers the reference moves by far more than REL_TOL,
+    and so does vitaff: a stabiliser that moves fails the comparison above."""
+    tm, vm = pair64
+    x, t = batch64
+    plain = ref_maps(tm, x, t, exact=False)
+    for m in RELEVANCE_METHODS:
         scale = float(reference[m].abs().max())
-        torch.testing.assert_close(maps[m], reference[m], rtol=1e-7, atol=1e-9 * scale)
+        assert float((plain[m] - reference[m]).abs().max()) > 10 * REL_TOL * scale, m
+    from vitaff.models import vit
+
+    with pytest.MonkeyPatch.context() as mp:  # the forks as plain sums: vitaff leaves the reference
+        mp.setattr(vit, "fork_relprop", lambda x, R: R)
+        moved = explain_all(vm, x, t, ["transformer_attribution", "lrp"])
+    for m, v in moved.items():
+        scale = float(reference[m].abs().max())
+        assert float((v - reference[m]).abs().max()) > 10 * REL_TOL * scale, m
 
 
 def test_target_none_explains_predicted_class(pair64, batch64):

@@ -143,3 +143,21 @@ def test_seed_score_grid_and_absent_class_masking():
     lab = scores_to_labels(scores, [9], (8, 8), stride=4)
     assert 7 not in np.unique(lab)
     assert lab[0, 0] == 9 and lab[7, 7] == 0
+
+
+def test_refine_seeds_on_the_resized_image_returns_image_size_labels():
+    """The study's walk: seeds resized to the square the affinity grid covers, walked there,
+    scores upsampled straight back to the image (not padded): 56 x 56 grid <- 448 <- 375 x 500."""
+    stride, side = 8, 448
+    aff = _two_region_affinity(side // stride, side // stride, split=28)
+    hh, ww = 375, 500
+    maps = np.zeros((20, hh, ww), np.float32)
+    maps[3 - 1, :, 50:200] = 1.0  # class 3 on part of the left half only
+    for dtype in (torch.float32, torch.float64):
+        label = refine_seeds(maps, [3], aff, stride=stride, radius=5, beta=16, logt=6, bg_power=4,
+                             resized=True, dtype=dtype)
+        assert label.shape == (hh, ww)
+        assert (label[:, :240] == 3).all() and (label[:, 260:] == 0).all()  # the left half, image columns
+    # the same seeds on the padded layout need a grid covering the image, not a square
+    with pytest.raises(ValueError, match="does not cover"):
+        refine_seeds(maps, [3], aff[:, :40, :40], stride=stride)

@@ -1,7 +1,9 @@
 """SPEC section 1: with Chefer et al.'s rules the total relevance stays 1 through the network.
 
 Random weights in fp64. The only deviation from exact conservation is the stabiliser of the
-safe division ``a / (b + 1e-9)``: it loses ``R * 1e-9 / z`` wherever a denominator ``z`` is tiny.
+safe division ``a / (b + 1e-9)``: it loses ``R * 1e-9 / z`` wherever a denominator ``z`` is tiny
+(every rule has it, as in the reference: the residual forks ``x * R / (x + 1e-9)`` and the CLS
+select included; adding it to those two left every tolerance here unchanged).
 With timm's default init (trunc-normal 0.02, zero biases) that stays ~1e-7 (fixed-seed tests
 at the default 1e-9, tolerance 1e-6). Random perturbations of biases and LayerNorm affine
 parameters occasionally produce a ``q.k`` logit of ~1e-7 and deviations of ~1e-5, so the

@@ -141,3 +141,71 @@ def test_cuda_requested_without_cuda_is_a_clear_error():
         pytest.skip("a CUDA device is present")
     with pytest.raises(ConfigError, match="device.*no CUDA device.*device: cpu"):
         resolve_device("cuda")
+
+
+def test_affinity_resized_set_pairs_the_whole_image_with_its_grid(tmp_path):
+    from PIL import Image
+
+    from vitaff.affinity_training import AffinityResizedSet
+
+    voc = tmp_path / "VOC2012"
+    (voc / "JPEGImages").mkdir(parents=True)
+    img = np.zeros((30, 60, 3), np.uint8)
+    img[:, 30:] = 255  # right half white
+    Image.fromarray(img).save(voc / "JPEGImages" / "x.jpg", quality=100)
+    grid = np.zeros((4, 4), np.uint8)
+    grid[:, 2:] = 7
+    ds = AffinityResizedSet(voc, ["x"], [grid], 32, 8, augment=True, color_jitter=(0, 0, 0, 0))
+    for _ in range(10):
+        x, g = ds[0]
+        assert x.shape == (3, 32, 32) and g.shape == (4, 4)
+        bright = x.mean(0)[:, ::8].mean(0) > 0  # normalised: white > 0 > black, one value per cell column
+        assert torch.equal(bright[[0, 3]], g[0, [0, 3]] == 7)  # flips move image and grid together
+    with pytest.raises(ValueError, match="affinity.input"):
+        AffinityResizedSet(voc, ["x"], [np.zeros((3, 4), np.uint8)], 32, 8)
+
+
+def test_affinity_labels_of_the_resized_image(tmp_path):
+    """affinity.input resize: the CRF stacks are resized to the square input before pooling."""
+    from vitaff.stages import affinity_labels as stage
+
+    probs = np.zeros((2, 30, 90), np.float32)
+    probs[0, :, :45], probs[1, :, 45:] = 1.0, 1.0
+    out = stage.resized_probs(probs, 16)
+    assert out.shape == (2, 16, 16)
+    assert np.allclose(out[1, :, :7], 0) and np.allclose(out[1, :, 9:], 1)
+
+
+def test_pseudo_label_pngs_and_scores_from_them(tmp_path):
+    """The pseudo_labels stage writes one palette PNG per image; the score reads them and counts
+    only the ids of the scored split that have a ground-truth mask."""
+    import argparse
+
+    import pandas as pd
+
+    from conftest import write_palette_png
+    from vitaff.data.voc import load_mask
+    from vitaff.stages import pseudo_labels, score
+
+    sizes = [(4, 6), (5, 3), (2, 2)]
+    labels = [np.full(s, c, np.uint8) for s, c in zip(sizes, (3, 0, 15))]
+    with writing_store(tmp_path / "rw.zarr") as g:
+        w = ImageShardWriter(g, ["a", "b", "c"], sizes, {"labels": (None, "uint8")}, classes=[[3], [], [15]])
+        for k, lab in enumerate(labels):
+            w.write(k, "labels", lab)
+    out = tmp_path / "pseudo_labels" / "train_aug"
+    pseudo_labels.main(argparse.Namespace(walk=[str(tmp_path / "rw.zarr")], out=str(out)), {})
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+    assert not (tmp_path / "pseudo_labels" / "train_aug.partial").exists()
+    assert np.array_equal(load_mask(out / "a.png"), labels[0])
+    # ground truth: a right, b wrong; c is an SBD-only id (no official mask) and "d" is not scored
+    voc = tmp_path / "VOC2012"
+    (voc / "SegmentationClass").mkdir(parents=True)
+    write_palette_png(labels[0], voc / "SegmentationClass" / "a.png")
+    write_palette_png(np.full(sizes[1], 8, np.uint8), voc / "SegmentationClass" / "b.png")
+    acc, n = score.score_stage("random_walk", [str(out)], voc, "SegmentationClass", 0.2, ids=["a", "b", "c"])
+    assert n == 2
+    iou = acc.iou()
+    assert iou[3] == 1.0 and iou[8] == 0.0
+    with pytest.raises(ValueError, match="train_score_split must be part of"):
+        list(score._predictions("seeds", [str(tmp_path / "rw.zarr")], ["a", "zz"], 0.2))

@@ -130,3 +130,59 @@ def test_unknown_class_in_annotation(tiny_voc):
     (tiny_voc / "Annotations" / "a.xml").write_text("<annotation><object><name>unicorn</name></object></annotation>")
     with pytest.raises(VOCDataError, match="unicorn"):
         VOCDataset(tiny_voc, "train", label_source="annotations")[0]
+
+
+# --- train_aug (SBD) layout -------------------------------------------------------------------
+
+def _with_train_aug(voc, ids=("a", "b", "c"), aug_only=("c",), psa_form=True):
+    (voc / "ImageSets/SegmentationAug").mkdir(parents=True, exist_ok=True)
+    lines = [f"/JPEGImages/{i}.jpg /SegmentationClassAug/{i}.png" if psa_form else i for i in ids]
+    (voc / "ImageSets/SegmentationAug/train_aug.txt").write_text("\n".join(lines) + "\n")
+    (voc / "SegmentationClassAug").mkdir(exist_ok=True)
+    for i in aug_only:
+        (voc / "SegmentationClass" / f"{i}.png").rename(voc / "SegmentationClassAug" / f"{i}.png")
+    return voc
+
+
+def test_train_aug_reads_sbd_masks_where_the_official_one_is_missing(tiny_voc):
+    from vitaff.data.voc import VOCDataset
+
+    voc = _with_train_aug(tiny_voc)
+    ds = VOCDataset(voc, "train_aug", "segmentation", "SegmentationClass", "SegmentationClassAug")
+    assert ds.ids == ("a", "b", "c")
+    assert ds.mask_path("a").parent.name == "SegmentationClass"
+    assert ds.mask_path("c").parent.name == "SegmentationClassAug"
+    assert ds[2]["labels"].nonzero()[0].tolist() == [9]  # cow (VOC 10) from the SBD mask
+
+
+def test_missing_train_aug_list_says_where_to_get_it(tiny_voc):
+    from vitaff.data.voc import VOCDataError, VOCDataset
+
+    with pytest.raises(VOCDataError, match=r"train_aug\.txt.*SBD.*dataset\.train_split: train"):
+        VOCDataset(tiny_voc, "train_aug", "annotations")
+
+
+def test_missing_sbd_masks_say_where_to_get_them_and_the_fallbacks(tiny_voc):
+    from vitaff.data.voc import VOCDataError, VOCDataset
+    from vitaff.stages.dataset_index import build_index
+
+    voc = _with_train_aug(tiny_voc)
+    import shutil
+    shutil.rmtree(voc / "SegmentationClassAug")
+    ds = VOCDataset(voc, "train_aug", "segmentation", "SegmentationClass", "SegmentationClassAug")
+    with pytest.raises(VOCDataError, match=r"SegmentationClassAug.*SBD.*label_source: annotations.*train_split: train"):
+        build_index(ds)
+    # labels from the annotations need no SBD masks: the id is indexed without one
+    index = build_index(VOCDataset(voc, "train_aug", "annotations", "SegmentationClass", "SegmentationClassAug"))
+    assert index["has_mask"].tolist() == [True, True, False]
+
+
+def test_label_png_roundtrip_is_a_voc_palette_png(tmp_path):
+    from vitaff.data.voc import load_mask, save_label_png
+
+    labels = np.array([[0, 1, 15], [20, 7, 0]], np.uint8)
+    save_label_png(labels, tmp_path / "x.png")
+    with Image.open(tmp_path / "x.png") as im:
+        assert im.mode == "P"
+        assert im.getpalette()[15 * 3:16 * 3] == [192, 128, 128]
+    assert np.array_equal(load_mask(tmp_path / "x.png"), labels)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vitaff.affinity import affinity_loss, extract_pairs, pairwise_affinity
-from vitaff.classifier import normalise, poly_lr, to_tensor
+from vitaff.classifier import normalise, poly_lr, resize, to_tensor
 from vitaff.data.voc import load_image
 from vitaff.models.affinitynet import AffinityNet
 from vitaff.store import save_torch
@@ -130,6 +130,48 @@ class AffinityCropSet(Dataset):
         return x, grid
 
 
+class AffinityResizedSet(Dataset):
+    """Whole images resized to ``size`` x ``size`` with their ``size/stride`` square label grids
+    (the study's code: no crops, flip and colour jitter)."""
+
+    def __init__(self, voc_root, ids, label_grids, size: int, stride: int, augment: bool = True,
+                 color_jitter=(0.3, 0.3, 0.3, 0.1)):
+        if size % stride:
+            raise ValueError(f"affinity.crop_size {size} must be a multiple of affinity.feature_stride {stride}")
+        self.root = Path(voc_root)
+        self.ids = list(ids)
+        self.grids = label_grids
+        self.size, self.stride, self.augment = size, stride, augment
+        for image_id, grid in zip(self.ids, self.grids):
+            if tuple(np.shape(grid)) != (size // stride, size // stride):
+                raise ValueError(f"affinity label grid of {image_id} is {np.shape(grid)}, expected "
+                                 f"{size // stride} x {size // stride}: the labels were made for another "
+                                 "affinity.input / crop_size; delete results/affinity_labels and rerun")
+        from torchvision.transforms import v2
+        b, c, s, h = color_jitter
+        self.jitter = v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        x = resize(to_tensor(load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")), self.size)
+        if self.augment:
+            x = self.jitter(x.clamp(0, 1)).clamp_(0, 1)
+        x = normalise(x)
+        grid = torch.from_numpy(np.asarray(self.grids[i], dtype=np.int64))
+        if self.augment and torch.rand(()) < 0.5:
+            x, grid = x.flip(-1), grid.flip(-1)
+        return x, grid
+
+
+def affinity_dataset(voc_root, ids, label_grids, aff: dict, augment: bool = True) -> Dataset:
+    """The training set of ``affinity.input``: resized whole images (study) or aligned crops (psa)."""
+    cls = AffinityResizedSet if aff["input"] == "resize" else AffinityCropSet
+    return cls(voc_root, ids, label_grids, aff["crop_size"], aff["feature_stride"], augment=augment,
+               color_jitter=aff["color_jitter"])
+
+
 def train_affinity(model: AffinityModel, dataset: Dataset, *, epochs: int, batch_size: int, lr: float,
                    backbone_lr_mult: float, momentum: float, weight_decay: float, poly_power: float,
                    radius: int, seed: int, device, resume_path=None) -> list[dict]:
@@ -166,11 +208,14 @@ def train_affinity(model: AffinityModel, dataset: Dataset, *, epochs: int, batch
 
 
 @torch.no_grad()
-def image_affinity(model: AffinityModel, image: np.ndarray, radius: int, device) -> torch.Tensor:
-    """K x h x w affinities of one whole image padded bottom/right (psa's inference)."""
+def image_affinity(model: AffinityModel, image: np.ndarray, radius: int, device,
+                   resize_to: int | None = None) -> torch.Tensor:
+    """K x h x w affinities of one whole image: padded bottom/right (psa's inference), or resized
+    to ``resize_to`` x ``resize_to`` (the study's)."""
     model.eval()
-    x = pad_to_multiple(normalise(to_tensor(image)), model.pad_multiple)[None].to(device)
-    return model.affinity(x, radius)[0]
+    x = to_tensor(image)
+    x = normalise(resize(x, resize_to)) if resize_to else pad_to_multiple(normalise(x), model.pad_multiple)
+    return model.affinity(x[None].to(device), radius)[0]
 
 
 def save_affinity_model(model: AffinityModel, classifier_path, path) -> None:

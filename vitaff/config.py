@@ -9,6 +9,7 @@ bad override is reported like a bad top-level key. No torch import here: the Sna
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-EMBEDDED_SECTIONS = ("classifier", "seeds", "crf", "affinity", "random_walk")
+EMBEDDED_SECTIONS = ("dataset", "classifier", "seeds", "crf", "affinity", "random_walk")
 
 
 class ConfigError(ValueError):
@@ -27,34 +28,141 @@ def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def _error_key(err) -> str:
+def _resolve(node: dict, schema: dict) -> dict:
+    """Follow a local ``$ref`` (``#/definitions/...``) of the schema."""
+    while isinstance(node, dict) and "$ref" in node:
+        target = schema
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _types(node: dict) -> set:
+    t = node.get("type", [])
+    return {t} if isinstance(t, str) else set(t)
+
+
+_PARSED_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+def _coerce(value, node: dict):
+    """A string where the schema wants a number, boolean or null, parsed as YAML when it is one.
+
+    Snakemake passes nested ``--config`` values as strings (``--config crf='{"alpha_low": 8}'``
+    gives ``{"alpha_low": "8"}``); this makes them what the same text means in config.yaml.
+    """
+    types = _types(node)
+    if not isinstance(value, str) or not types:
+        return value
+    if "string" in types:  # only a null may hide in a string here (checkpoint='null')
+        return None if "null" in types and value in ("null", "~") else value
+    for parse in (int, float, yaml.safe_load):  # int/float as Snakemake parses top-level values
+        try:
+            parsed = parse(value)
+        except (ValueError, yaml.YAMLError):
+            continue
+        if isinstance(parsed, bool) and "boolean" not in types:
+            continue
+        if isinstance(parsed, tuple(_PARSED_TYPES[t] for t in types if t in _PARSED_TYPES)):
+            return parsed
+    return value
+
+
+def _coerce_strings(instance, node: dict, schema: dict):
+    """Apply :func:`_coerce` through dicts and lists, following the schema."""
+    node = _resolve(node, schema)
+    if isinstance(instance, dict):
+        props = node.get("properties", {})
+        for key, value in instance.items():
+            if key in props:
+                instance[key] = _coerce_strings(value, props[key], schema)
+        return instance
+    if isinstance(instance, list) and isinstance(node.get("items"), dict):
+        return [_coerce_strings(v, node["items"], schema) for v in instance]
+    return _coerce(instance, node)
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+#: config keys holding a model name of vitaff.models.create_model
+MODEL_KEYS = ("classifier.model", "explain.model", "explain.embedded.model", "embedded.classifier.model")
+
+
+def _get(config: dict, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _error_lines(err, names: dict) -> list[str]:
+    """One line per problem: the key (as the user wrote it), the bad value and what is wrong."""
     path = ".".join(str(p) for p in err.absolute_path)
-    if err.validator == "additionalProperties":
-        return f"{path + '.' if path else ''}<unknown key>"
-    return path or "<top level>"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        valid = list(err.schema.get("properties", {}))
+        lines = []
+        for key in sorted(k for k in err.instance if k not in valid):
+            full = f"{path}.{key}" if path else key
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = (f"did you mean {close[0]}?" if close else
+                    f"valid keys{' of ' + path if path else ''}: {', '.join(valid)}")
+            lines.append(f"config key {names.get(full, full)}: unknown key; {hint}")
+        return lines
+    key = names.get(path, path) or "<top level>"
+    message = err.message
+    if err.validator == "enum":
+        options = [str(o) for o in err.validator_value]
+        close = difflib.get_close_matches(str(err.instance), options, n=1)
+        message = (f"{_short(err.instance)} is not one of {', '.join(options)}"
+                   + (f" (did you mean {close[0]}?)" if close else ""))
+    elif len(message) > 160:  # jsonschema repeats the value: a whole section for a section
+        message = f"{_short(err.instance)} fails {err.validator} {_short(err.validator_value)}"
+    hint = ""
+    if isinstance(err.instance, str) and err.validator == "type":
+        hint = (" (given as text; a nested key can also be set in a YAML overlay:"
+                " snakemake --configfile my.yaml -- <target>, see README 'Configuration')")
+    return [f"config key {key}: {message}{hint}"]
 
 
-def validate(config: dict, schema: dict | None = None) -> dict:
-    """Validate in place, filling defaults; raises ConfigError naming the offending key."""
+def validate(config: dict, schema: dict | None = None, names: dict | None = None) -> dict:
+    """Validate in place, filling defaults and parsing numeric strings; check model names.
+
+    Raises ConfigError with one line per problem naming the key (``names`` maps a key to how the
+    user wrote it, e.g. an ``embedded`` override), the bad value, and for an unknown key the
+    closest valid one.
+    """
     import jsonschema
 
+    from vitaff.model_names import unknown_model_message
+
     schema = schema or load_schema()
+    names = names or {}
     validator_cls = jsonschema.validators.validator_for(schema)
 
     def set_defaults(validator, properties, instance, schema_):
         if isinstance(instance, dict):
             for name, sub in properties.items():
-                if isinstance(sub, dict) and "$ref" in sub and "default" in sub and name not in instance:
-                    instance[name] = copy.deepcopy(sub["default"])
-                elif isinstance(sub, dict) and "default" in sub and name not in instance:
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
                     instance[name] = copy.deepcopy(sub["default"])
         yield from validator_cls.VALIDATORS["properties"](validator, properties, instance, schema_)
 
+    _coerce_strings(config, schema, schema)
     filling = jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
-    errors = sorted(filling(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"config key {_error_key(e)}: {e.message}" for e in errors]
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines) +
+    errors = sorted(filling(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    lines = [line for e in errors for line in _error_lines(e, names)]
+    for key in MODEL_KEYS:
+        name = _get(config, key)
+        problem = unknown_model_message(name) if isinstance(name, str) else None
+        if problem and not any(line.startswith(f"config key {names.get(key, key)}:") for line in lines):
+            lines.append(f"config key {names.get(key, key)}: {problem}")
+    if lines:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)) +
                           "\nSee workflow/schemas/config.schema.yaml for every key's type and range.")
     return config
 
@@ -67,9 +175,12 @@ def effective_config(config: dict) -> dict:
     """Validated config with the ``embedded`` overrides applied when the embedded dataset is used."""
     config = validate(copy.deepcopy(config))
     if uses_embedded_dataset(config):
+        names = {}
         for section in EMBEDDED_SECTIONS:
-            config[section].update(copy.deepcopy(config["embedded"].get(section, {})))
-        config = validate(config)
+            override = copy.deepcopy(config["embedded"].get(section, {}))
+            config[section].update(override)
+            names.update({f"{section}.{k}": f"embedded.{section}.{k}" for k in override})
+        config = validate(config, names=names)
     return config
 
 
@@ -80,12 +191,26 @@ def voc_root(config: dict) -> Path:
     return Path(config["dataset"]["root"])
 
 
-def load_config(path: str | Path = "config.yaml", overrides: dict | None = None) -> dict:
-    """Read a YAML config file, apply nested overrides, return the effective config."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
-    config = yaml.safe_load(path.read_text()) or {}
+def deep_update(base: dict, overlay: dict) -> dict:
+    """Merge ``overlay`` into ``base`` section by section (what Snakemake does with --configfile)."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def load_config(path: str | Path = "config.yaml", overrides: dict | None = None,
+                overlays: tuple[str | Path, ...] = ()) -> dict:
+    """Read a YAML config file, merge overlay files (e.g. ``presets/psa.yaml``) over it, apply
+    dotted-key overrides, return the effective config."""
+    config = {}
+    for file in (path, *overlays):
+        file = Path(file)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} not found")
+        deep_update(config, yaml.safe_load(file.read_text()) or {})
     for key, value in (overrides or {}).items():
         node = config
         *parents, leaf = key.split(".")

@@ -237,6 +237,97 @@ def _roll(mats: list[torch.Tensor], residual: bool = True) -> torch.Tensor:
     return r[:, 1:]
 
 
+def _attribution_sweep(model: VisionTransformer, images: torch.Tensor, targets: Sequence[torch.Tensor],
+                       start_layer: int) -> list[torch.Tensor]:
+    """``transformer_attribution`` maps (B x h x w) for each per-sample target vector in ``targets``,
+    block by block with bounded memory.
+
+    The same arithmetic as a :class:`_Session` (to fp rounding: the maps equal it and the
+    reference), organised so that nothing of size blocks x N x N is ever held:
+
+    1. one forward without autograd keeps only the input tokens of the blocks ``start_layer..L-1``
+       (B x N x D each; the CNN stem of a hybrid runs without a graph);
+    2. one top-down sweep over the blocks: block ``b`` is re-run from its input with autograd
+       (recording what its relevance rules need), then for every target in turn the gradient
+       is taken one block down (``d y_t / d A_b`` and the gradient at the block's input, from the
+       gradient at its output), the relevance pass goes one block down (``R^{A_b}`` and the
+       relevance at its input), and ``Abar_b = E_h[(dA_b R^{A_b})+]`` is folded at once into the
+       CLS row ``r^T <- r^T (I + Abar_b)``: ``e_0^T (I + Abar_{L-1}) ... (I + Abar_s)`` is built
+       from the last block down, the order of the relevance pass. The block's record and graph
+       are dropped before the next block.
+
+    Per target the sweep costs one backward and one relevance pass, like the session; the extra
+    forward of step 2 is shared by all targets. Memory: the block inputs, one block's record and
+    graph, and per target two B x N x D tensors (gradient and relevance).
+    """
+    L = len(model.blocks)
+    if not 0 <= start_layer < L:
+        raise ValueError(f"start_layer {start_layer} outside 0..{L - 1}")
+    if images.dim() != 4:
+        raise ValueError(f"images must be B x C x H x W, got shape {tuple(images.shape)}")
+    n = len(targets)
+    with torch.no_grad():
+        tokens, grid = model.patch_embed.embed(images)
+        tokens, pos = model._pos_embed(tokens, grid)
+        x = model.pos_drop(tokens + pos)
+        inputs: dict[int, torch.Tensor] = {}
+        for b in range(L):
+            if b >= start_layer:
+                inputs[b] = x
+            if b < L - 1:
+                x = model.blocks[b](x, Record())  # the traced arithmetic; the record is dropped
+        del x, tokens, pos
+    grads: list[torch.Tensor | None] = [None] * n  # gradient of y_t at the current block's output
+    rels: list[torch.Tensor | None] = [None] * n  # relevance at the current block's output
+    rows: list[torch.Tensor | None] = [None] * n  # CLS row of (I + Abar_{L-1}) ... (I + Abar_b)
+    for b in range(L - 1, start_layer - 1, -1):
+        blk, last, need_dx = model.blocks[b], b == L - 1, b > start_layer
+        with torch.enable_grad():
+            xb = inputs.pop(b).detach().requires_grad_(True)
+            rec = Record()
+            out = blk(xb, rec, cls_only=last)
+            if last:
+                pooled = model.head_drop(model.norm(out)[:, 0])
+                logits = model.head(pooled)
+        attn = rec["attn"]["attn"]
+        wrt = [attn, xb] if need_dx else [attn]
+        cache = ProductCache() if n > 1 else None
+        for k in range(n):
+            retain = k < n - 1
+            with torch.enable_grad():
+                if last:
+                    score = logits.gather(1, targets[k][:, None]).sum()
+                    g = torch.autograd.grad(score, wrt, retain_graph=retain)
+                else:
+                    g = torch.autograd.grad(out, wrt, grads[k], retain_graph=retain)
+            held = [g[0]]  # dA_b: consumed (overwritten, then released) by fold
+            grads[k] = g[1] if need_dx else None
+            del g
+            with torch.no_grad():
+                if last:
+                    one_hot = F.one_hot(targets[k], logits.shape[1]).to(logits.dtype)
+                    R = model.relprop_head(pooled.detach(), logits.detach(), one_hot, OURS, xb.shape, cache)
+                    r = torch.zeros_like(R[:, :, 0])
+                    r[:, 0] = 1
+                else:
+                    R, r = rels[k], rows[k]
+                rels[k] = None
+                folded = {}
+
+                def fold(r_attn: torch.Tensor, held=held, r=r) -> None:
+                    abar = held.pop().mul_(r_attn).clamp_(min=0).mean(1)
+                    folded["row"] = r + (r.unsqueeze(1) @ abar).squeeze(1)
+
+                rels[k] = blk.relprop(R, rec, OURS, fold, stop_at_attn=not need_dx, cls_only=last, cache=cache)
+                rows[k] = folded["row"]
+                del R, fold
+        del rec, out, attn, wrt, xb, cache
+        if last:
+            del pooled, logits
+    gh, gw = grid
+    return [r[:, 1:].reshape(r.shape[0], gh, gw) for r in rows]
+
+
 def _detach(rec: Record) -> None:
     for k, v in rec.items():
         if torch.is_tensor(v):
@@ -318,8 +409,10 @@ def explain_classes(
     """Maps of several classes per image (e.g. every class present, for WSSS seeds).
 
     One forward pass for the batch, then one backward + relevance pass per class rank ``k``
-    (the k-th class of every image that has one; the graph is retained between passes and
-    released after the last). Returns a list with, for image ``i``, a tensor
+    (the k-th class of every image that has one). ``transformer_attribution`` runs as a
+    block-by-block sweep (:func:`_attribution_sweep`): its memory is one block's activations
+    plus the block inputs, whatever the number of classes; other methods keep the graph of one
+    traced forward between passes and release it after the last. Returns a list with, for image ``i``, a tensor
     ``len(classes_per_image[i]) x h x w`` (``x H x W`` for ``lrp``), rows in the given class
     order; an image without classes gets a ``0 x h x w`` tensor.
     """
@@ -329,19 +422,41 @@ def explain_classes(
     classes = [torch.as_tensor(c, dtype=torch.long).reshape(-1).tolist() for c in classes_per_image]
     n_max = max((len(c) for c in classes), default=0)
     results: list[list[torch.Tensor]] = [[] for _ in classes]
+    # images with fewer classes repeat their first one (or class 0); those rows are discarded
+    fills = [[c[k] if k < len(c) else (c[0] if c else 0) for c in classes] for k in range(n_max)]
     with _EvalMode(model):
-        session = _Session(model, images, [method], start_layer, passes=n_max)
-        for k in range(n_max):
-            # images with fewer classes repeat their first one (or class 0); those rows are discarded
-            fill = [c[k] if k < len(c) else (c[0] if c else 0) for c in classes]
-            target = session.targets(fill)
-            maps = session.maps(target, retain_graph=k < n_max - 1)[method]
-            for i, c in enumerate(classes):
-                if k < len(c):
-                    results[i].append(maps[i])
-        session.close()
-        empty_shape = _map_shape(session, method)
+        if method == "transformer_attribution":
+            x = images.clone() if images.is_inference() else images
+            n_classes = model.num_classes
+            targets = [torch.as_tensor(f, dtype=torch.long, device=images.device) for f in fills]
+            for t in targets:
+                if (t < 0).any() or (t >= n_classes).any():
+                    raise ValueError(f"target classes must lie in 0..{n_classes - 1}, got {t.tolist()}")
+            per_rank = _attribution_sweep(model, x, targets, start_layer) if n_max else []
+            empty_shape = _token_grid(model, images)
+        else:
+            session = _Session(model, images, [method], start_layer, passes=n_max)
+            per_rank = []
+            for k in range(n_max):
+                target = session.targets(fills[k])
+                per_rank.append(session.maps(target, retain_graph=k < n_max - 1)[method])
+            session.close()
+            empty_shape = _map_shape(session, method)
+    for k, maps in enumerate(per_rank):
+        for i, c in enumerate(classes):
+            if k < len(c):
+                results[i].append(maps[i])
     return [torch.stack(r) if r else images.new_zeros((0,) + empty_shape) for r in results]
+
+
+def _token_grid(model: VisionTransformer, images: torch.Tensor) -> tuple[int, int]:
+    pe = model.patch_embed
+    if hasattr(pe, "feature_grid"):
+        return tuple(pe.feature_grid(images))
+    if tuple(images.shape[-2:]) == tuple(pe.img_size):
+        return tuple(pe.grid_size)
+    with torch.no_grad():
+        return tuple(pe.embed(images[:1])[1])
 
 
 def _map_shape(session: _Session, method: str) -> tuple[int, int]:

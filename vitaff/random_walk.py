@@ -242,16 +242,19 @@ def seed_score_grid(
 
 
 def scores_to_labels(
-    scores: torch.Tensor, present_classes: Sequence[int], image_size: tuple[int, int], stride: int = 8
+    scores: torch.Tensor, present_classes: Sequence[int], image_size: tuple[int, int], stride: int = 8,
+    *, resized: bool = False,
 ) -> np.ndarray:
-    """``21 x h x w`` grid scores -> bilinear upsampling to ``h*stride x w*stride``, crop to
-    ``image_size``, argmax over background + present classes (absent ones excluded first).
-    Returns ``H x W`` uint8 VOC indices."""
+    """``21 x h x w`` grid scores -> bilinear upsampling to ``h*stride x w*stride`` and crop to
+    ``image_size`` (the padded grid of psa), or straight to ``image_size`` when the grid covers the
+    image resized to a square (``resized``, the study's); then argmax over background + present
+    classes (absent ones excluded first). Returns ``H x W`` uint8 VOC indices."""
     if scores.ndim != 3 or scores.shape[0] != N_VOC:
         raise ValueError(f"scores must be 21 x h x w, got shape {tuple(scores.shape)}")
     hh, ww = int(image_size[0]), int(image_size[1])
     _, gh, gw = scores.shape
-    up = F.interpolate(scores.unsqueeze(0).float(), size=(gh * stride, gw * stride), mode="bilinear", align_corners=False)[0]
+    size = (hh, ww) if resized else (gh * stride, gw * stride)
+    up = F.interpolate(scores.unsqueeze(0).float(), size=size, mode="bilinear", align_corners=False)[0]
     up = up[:, :hh, :ww]
     allowed = torch.zeros(N_VOC, dtype=torch.bool, device=up.device)
     allowed[[0] + [int(c) for c in present_classes]] = True
@@ -271,18 +274,27 @@ def refine_seeds(
     *,
     n_steps: int | None = None,
     method: str = "auto",
+    resized: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> np.ndarray:
     """Random-walk refinement of one image's seeds; returns its ``H x W`` uint8 VOC label map.
 
     class_maps: ``C x H x W`` seeds in [0, 1] at image resolution, one per present class in the
     order of ``present_classes`` (or 20 channels indexed by VOC class - 1).
     aff: ``K x h x w`` affinities of the image zero-padded bottom/right to ``h*stride x w*stride``
-    (needs ``h*stride >= H`` and ``w*stride >= W``), as from ``AffinityNet.affinity``.
+    (needs ``h*stride >= H`` and ``w*stride >= W``), as from ``AffinityNet.affinity`` (psa); or,
+    with ``resized``, of the image resized to ``h*stride x w*stride`` (the study's code): the seeds
+    are resized the same way before pooling and the walked scores upsampled back to ``H x W``.
+    ``dtype``: of the walk (the study's code walks in float64).
     """
     if aff.ndim != 3:
         raise ValueError(f"aff must be K x h x w for one image, got shape {tuple(aff.shape)}")
     maps, present = _present_maps(class_maps, present_classes, aff.device)
+    image_size = maps.shape[1:]
+    if resized:
+        side = (aff.shape[1] * stride, aff.shape[2] * stride)
+        maps = F.interpolate(maps[None], size=side, mode="bilinear", align_corners=False)[0]
     grid = seed_score_grid(maps, present, aff.shape[1:], stride, bg_power, device=aff.device)
-    walked = random_walk(aff.unsqueeze(0), grid.unsqueeze(0), radius=radius, beta=beta, logt=logt,
+    walked = random_walk(aff.unsqueeze(0).to(dtype), grid.unsqueeze(0).to(dtype), radius=radius, beta=beta, logt=logt,
                          n_steps=n_steps, method=method)[0]
-    return scores_to_labels(walked, present, maps.shape[1:], stride)
+    return scores_to_labels(walked, present, image_size, stride, resized=resized)

@@ -1,9 +1,13 @@
 """Paper step 2: class-wise relevance seeds (SPEC 5 and 6, "Seeds").
 
-For every class present in an image: the transformer-attribution map of that class on the token
-grid, bilinearly upsampled to the image size, averaged with the map of the horizontally flipped
-image (flipped back), optionally raised to 1/3 (the study's code), and min-max normalised per class.
-One forward per batch, one relevance pass per (image, class) pair (:func:`vitaff.explain.explain_classes`).
+For every class present in an image, in the study's order (SPEC 5), separately for the image and
+for its horizontal flip: the transformer-attribution map of that class on the token grid
+(28 x 28 for the hybrid at 448), bilinear x16 (``align_corners=False``) to the network input
+(448 x 448), clamped at 0, raised to 1/3 (``cube_root``), min-max normalised to [0, 1] per class,
+bilinear to the image size; the flipped map is flipped back and the two are averaged (no
+renormalisation after). Without flip the single-pass chain is the seed.
+One forward per batch, then one gradient and relevance sweep per class rank
+(:func:`vitaff.explain.explain_classes`), whose memory does not grow with the number of classes.
 """
 
 from __future__ import annotations
@@ -17,37 +21,79 @@ import torch.nn.functional as F
 from vitaff.classifier import normalise, resize, to_tensor
 from vitaff.data.voc import NUM_FG_CLASSES
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def release_large_blocks(threshold: int = 1 << 20) -> bool:
+    """Serve allocations above ``threshold`` bytes with their own mappings (glibc ``mallopt``
+    ``M_MMAP_THRESHOLD``), so that freed activation-sized tensors go back to the system.
+
+    glibc raises its mmap threshold to 32 MiB once a large block is freed; attention-sized
+    tensors (12 x 785^2 x 4 B = 30 MB at 448 px) then come from the heap, and the heap
+    fragments: without this the seeds' peak above the model was 742 instead of 496 MiB per
+    image (hybrid at 448, batch 1, ``bench/seeds.py --heap default``). Returns whether it was
+    applied (False off glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, int(threshold)))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
+def seed_chain(grid: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int],
+               cube_root: bool) -> torch.Tensor:
+    """One pass of the seed post-processing: K x h x w token-grid maps -> K x H x W in [0, 1].
+
+    Bilinear to ``input_size`` (the network input: x16 of the token grid), clamp >= 0, cube root
+    if ``cube_root``, min-max per map (a constant map gives 0), bilinear to ``image_size``.
+    """
+    from vitaff.explain import upsample_and_normalise
+
+    m = F.interpolate(grid[:, None].float(), size=tuple(input_size), mode="bilinear", align_corners=False)[:, 0]
+    m = m.clamp_min(0)
+    if cube_root:
+        m = m.pow(1 / 3)
+    m = upsample_and_normalise(m)
+    return F.interpolate(m[:, None], size=tuple(image_size), mode="bilinear", align_corners=False)[:, 0]
+
 
 def class_seeds(model: torch.nn.Module, images: Sequence[np.ndarray], classes: Sequence[Sequence[int]], img_size: int,
                 device, *, method: str = "transformer_attribution", start_layer: int = 1, flip: bool = True,
-                cube_root: bool = False) -> list[torch.Tensor]:
+                cube_root: bool = False, precision: str = "fp32") -> list[torch.Tensor]:
     """Seeds for a batch: per image a len(classes_i) x H_i x W_i float tensor in [0, 1] (CPU).
 
     ``classes`` are VOC indices (1..20); the classifier's outputs are indexed by class - 1.
+    ``precision``: ``"fp32"``, or ``"bf16"`` for the forward, gradient and relevance passes under
+    ``torch.autocast`` (the post-processing runs in fp32).
     """
-    from vitaff.explain import explain_classes, upsample_and_normalise
+    from vitaff.explain import explain_classes
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device = torch.device(device)
     x = torch.stack([normalise(resize(to_tensor(im), img_size)) for im in images]).to(device)
     targets = [[int(c) - 1 for c in cls] for cls in classes]
     if flip:
         x = torch.cat([x, x.flip(-1)])
         targets = targets + targets
-    grids = explain_classes(model, x, targets, method=method, start_layer=start_layer)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        grids = explain_classes(model, x, targets, method=method, start_layer=start_layer)
+    input_size = tuple(x.shape[-2:])
     out = []
     for i, (image, cls) in enumerate(zip(images, classes)):
+        size = tuple(image.shape[:2])
         if len(cls) == 0:
-            out.append(torch.zeros(0, *image.shape[:2]))
+            out.append(torch.zeros(0, *size))
             continue
-        size = image.shape[:2]
-        maps = F.interpolate(grids[i][None].float(), size=size, mode="bilinear", align_corners=False)[0]
+        maps = seed_chain(grids[i], input_size, size, cube_root)
         if flip:
-            flipped = F.interpolate(grids[i + len(images)][None].float(), size=size, mode="bilinear",
-                                    align_corners=False)[0]
+            flipped = seed_chain(grids[i + len(images)], input_size, size, cube_root)
             maps = (maps + flipped.flip(-1)) / 2
-        maps = maps.clamp_min(0)
-        if cube_root:
-            maps = maps.pow(1 / 3)
-        out.append(upsample_and_normalise(maps).cpu())  # min-max per class map
+        out.append(maps.cpu())
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -92,6 +93,22 @@ def writing_store(path: str | Path) -> Iterator["zarr.Group"]:
         raise
 
 
+@contextlib.contextmanager
+def writing_dir(path: str | Path) -> Iterator[Path]:
+    """Yield ``<path>.partial`` to fill with files; rename it to ``path`` on success, delete it on error."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    _remove(partial)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        _remove(path)
+        os.replace(partial, path)
+    except BaseException:
+        _remove(partial)
+        raise
+
+
 def open_store(path: str | Path) -> "zarr.Group":
     """Open a completed zarr store for reading; refuse a missing or unfinished one."""
     import zarr
@@ -101,9 +118,11 @@ def open_store(path: str | Path) -> "zarr.Group":
         raise IncompleteArtifactError(f"artifact {path} does not exist; run the Snakemake rule that makes it.")
     group = zarr.open_group(str(path), mode="r")
     if not group.attrs.get(COMPLETE_ATTR, False):
+        # Snakemake trusts an existing output (--rerun-incomplete only covers jobs it saw fail):
+        # deleting the store is what makes it rerun the rule that writes it.
         raise IncompleteArtifactError(
-            f"zarr store {path} has no completion mark: it was not completely written. "
-            f"Delete it and rerun the pipeline (snakemake --rerun-incomplete ...)."
+            f"zarr store {path} has no completion mark: it was not completely written, or was changed since. "
+            f"Delete it, then rerun the command you ran (Snakemake remakes it): rm -r {shlex.quote(str(path))}"
         )
     return group
 

@@ -100,6 +100,17 @@ def load_mask(path: str | Path, expected_hw: tuple[int, int] | None = None) -> n
     return mask
 
 
+def save_label_png(labels: np.ndarray, path: str | Path) -> None:
+    """Write an H x W index map (0..20, 255 void) as a VOC palette PNG, the layout of
+    ``SegmentationClass/`` (indices read back unchanged by :func:`load_mask`, colours for people)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise ValueError(f"labels must be an H x W uint8 index map, got {labels.dtype} {labels.shape}")
+    image = Image.fromarray(labels, mode="P")
+    image.putpalette(voc_colormap().reshape(-1).tolist())
+    image.save(path, format="PNG")
+
+
 def labels_from_mask(mask: np.ndarray) -> np.ndarray:
     """20-dim multi-hot image-level label vector (background excluded) from an index mask."""
     present = np.unique(mask)
@@ -139,13 +150,15 @@ class VOCDataset:
 
     ``split`` is a name looked up in ``ImageSets/Segmentation/<split>.txt`` (``train_aug`` is also
     looked for in ``ImageSets/SegmentationAug/``), or a path to a split file.
-    ``mask_dir`` is ``SegmentationClass`` (default) or ``SegmentationClassAug``.
+    ``mask_dir`` is ``SegmentationClass`` (default) or ``SegmentationClassAug``; ids without a mask
+    there take theirs from ``aug_mask_dir`` when given (SBD's masks of the ``train_aug`` ids).
     """
 
     root: Path
     split: str
     label_source: str = "segmentation"
     mask_dir: str = "SegmentationClass"
+    aug_mask_dir: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
@@ -168,7 +181,12 @@ class VOCDataset:
         return self.root / "JPEGImages" / f"{image_id}.jpg"
 
     def mask_path(self, image_id: str) -> Path:
-        return self.root / self.mask_dir / f"{image_id}.png"
+        path = self.root / self.mask_dir / f"{image_id}.png"
+        if self.aug_mask_dir and not path.is_file():
+            aug = self.root / self.aug_mask_dir / f"{image_id}.png"
+            if aug.is_file():
+                return aug
+        return path
 
     def annotation_path(self, image_id: str) -> Path:
         return self.root / "Annotations" / f"{image_id}.xml"
@@ -197,9 +215,25 @@ class VOCDataset:
         image = self.image(image_id)
         mask = self.mask(image_id, image.shape[:2]) if self.has_mask(image_id) else None
         if mask is None and self.label_source == "segmentation":
-            raise VOCDataError(f"no mask {self.mask_path(image_id)} to derive labels from; "
-                               "use label_source: annotations for ids without masks.")
+            raise self.missing_mask_error(image_id)
         return {"id": image_id, "image": image, "mask": mask, "labels": self.labels(image_id, mask)}
+
+    def missing_mask_error(self, image_id: str) -> VOCDataError:
+        """The error for an id whose labels should come from a mask that is not there."""
+        if self.aug_mask_dir and not (self.root / self.aug_mask_dir).is_dir():
+            return VOCDataError(
+                f"no mask for {image_id} in {self.root / self.mask_dir} and no {self.root / self.aug_mask_dir}/ "
+                f"directory: the ids of split {self.split!r} outside the official segmentation splits need "
+                f"SBD's augmented masks ({SBD_HINT}). Either add them, set dataset.label_source: annotations "
+                "(labels from Annotations/*.xml, as psa), or set dataset.train_split: train."
+            )
+        return VOCDataError(f"no mask {self.mask_path(image_id)} to derive labels from; "
+                            "use dataset.label_source: annotations for ids without masks.")
+
+
+SBD_HINT = ("SegmentationClassAug/ and the 10,582-id train_aug.txt come from SBD, Hariharan et al. 2011, "
+            "http://home.bharathh.info/pubs/codes/SBD/download.html, converted to VOC index PNGs as in psa's "
+            "and DeepLab's setup instructions")
 
 
 def split_path(root: Path, split: str) -> Path:
@@ -210,6 +244,13 @@ def split_path(root: Path, split: str) -> Path:
         path = Path(root) / "ImageSets" / sub / f"{split}.txt"
         if path.is_file():
             return path
+    if split == "train_aug":
+        raise VOCDataError(
+            f"split file train_aug.txt not found in {Path(root) / 'ImageSets/SegmentationAug'} nor "
+            f"{Path(root) / 'ImageSets/Segmentation'}. {SBD_HINT}. Put the list (bare ids or psa's "
+            "'/JPEGImages/X.jpg /SegmentationClassAug/X.png' lines) in ImageSets/SegmentationAug/, or set "
+            "dataset.train_split: train to train on the 1,464 official ids."
+        )
     raise VOCDataError(
         f"split file for {split!r} not found: looked for {Path(root) / 'ImageSets/Segmentation' / (split + '.txt')}. "
         "Check dataset.train_split / dataset.eval_split in config.yaml."

@@ -44,6 +44,7 @@ __all__ = [
     "Block",
     "VisionTransformer",
     "safe_divide",
+    "fork_relprop",
     "linear_relprop",
     "ProductCache",
     "IDENTITY_TOL",
@@ -80,9 +81,40 @@ RULE_SETS = {r.name: r for r in (OURS, ORIG)}
 
 
 def safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a / (b + 1e-9)``, and 0 where ``b == 0`` (SPEC section 1, "Division everywhere")."""
-    out = a / (b + EPS)
-    return out.masked_fill_(b == 0, 0)
+    """``a / (b + 1e-9)``, and 0 where ``b == 0`` (SPEC section 1, "Division everywhere").
+
+    Chefer et al.'s ``safe_divide``: the denominator is ``b + 1e-9`` whatever the sign of ``b``
+    (``clamp(b, min=eps) + clamp(b, max=eps)``), replaced by ``1e-9`` where that sum is 0
+    (``b == -1e-9``), and the quotient is zeroed where ``b == 0``.
+    """
+    den = b + EPS
+    if EPS:
+        den.masked_fill_(den == 0, EPS)
+    return (a / den).masked_fill_(b == 0, 0)
+
+
+def _safe_divide_into(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:func:`safe_divide` written into ``b`` (a temporary the caller owns): the same values,
+    without the two extra tensors of ``b``'s size."""
+    if torch.result_type(a, b) != b.dtype:  # mixed precision (autocast): b cannot hold the quotient
+        return safe_divide(a, b)
+    zero = b == 0
+    b.add_(EPS)
+    if EPS:
+        b.masked_fill_(b == 0, EPS)
+    torch.div(a, b, out=b)
+    return b.masked_fill_(zero, 0)
+
+
+def fork_relprop(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+    """Relevance of ``x`` where several relevances ``R = R_1 + R_2 (+ ...)`` arrive at it.
+
+    The reference's ``Clone`` (residual fork) and ``IndexSelect`` (CLS select) rules are gradient
+    x input: ``R_x = x * sum_i R_i / (x + 1e-9)`` (0 where ``x == 0``), not the plain sum
+    ``sum_i R_i`` -- the stabiliser moves relevance by ``R * 1e-9 / x`` where ``x`` is small.
+    Element-wise.
+    """
+    return safe_divide(R, x).mul_(x)
 
 
 def _total(t: torch.Tensor) -> torch.Tensor:
@@ -146,7 +178,9 @@ def linear_relprop(x: torch.Tensor, layer: nn.Linear, R: torch.Tensor, rules: Ru
     key = (id(w), tuple(shape))
     z = cache.get(key) if cache is not None else None
     split = rules.separate_linear or (cache is not None and cache.split)
-    if not split and y is not None and not isinstance(z, tuple):
+    # the identity's rounding error is ~ulp(|x| |W|^T): too coarse in a 16-bit format (autocast)
+    wide = y is not None and y.dtype in (torch.float32, torch.float64)
+    if not split and wide and not isinstance(z, tuple):
         ax, aw = x2.abs(), (w.abs() if cache is None else cache.abs_weight(w))
         if z is None:
             z = _ours_z(x2, ax, aw, y.reshape(-1, y.shape[-1]), layer.bias)
@@ -217,7 +251,7 @@ def matmul_relprop(
 
     ``S = R / Z``; ``R_a = a * (S b^T) / 2``, ``R_b = b * (a^T S) / 2``.
     """
-    s = safe_divide(R, a @ b if z is None else z).mul_(0.5)
+    s = (_safe_divide_into(R, a @ b) if z is None else safe_divide(R, z)).mul_(0.5)
     ra = (s @ b.transpose(-1, -2)).mul_(a)
     rb = (a.transpose(-1, -2) @ s).mul_(b)
     return ra, rb
@@ -452,21 +486,26 @@ class Block(nn.Module):
                 keep_attn: Callable[[torch.Tensor], None] | None = None,
                 stop_at_attn: bool = False, cls_only: bool = False, cache: ProductCache | None = None
                 ) -> torch.Tensor | None:
-        """add2 -> (mlp <- norm2) + residual (clone: relevances add) -> add1 -> (attn <- norm1).
+        """add2 -> (mlp <- norm2) + residual (fork) -> add1 -> (attn <- norm1) + residual (fork).
+
+        Each fork (the reference's ``Clone``) applies :func:`fork_relprop` to the sum of its
+        two branches' relevance.
 
         ``cls_only``: only the CLS token of ``R`` is non-zero (the last block after the CLS
         select); the token-wise rules then run on that token alone.
         """
         n = 1 if cls_only else R.shape[1]
         R = R[:, :n]
-        r_res, r_mlp = add_relprop(rec["x_mid"][:, :n], rec["m"][:, :n], R, rules, z=rec["out"][:, :n])
-        R = self.mlp.relprop(r_mlp, rec["mlp"], rules, cache).add_(r_res)  # norm2: identity; clone: add
-        r_res, r_attn = add_relprop(rec["x"][:, :n], rec["a"][:, :n], R, rules, z=rec["x_mid"][:, :n])
+        x_mid = rec["x_mid"][:, :n]
+        r_res, r_mlp = add_relprop(x_mid, rec["m"][:, :n], R, rules, z=rec["out"][:, :n])
+        # norm2: identity; the fork of x_mid gathers both branches
+        R = fork_relprop(x_mid, self.mlp.relprop(r_mlp, rec["mlp"], rules, cache).add_(r_res))
+        r_res, r_attn = add_relprop(rec["x"][:, :n], rec["a"][:, :n], R, rules, z=x_mid)
         R = self.attn.relprop(r_attn, rec["attn"], rules, keep_attn, stop_at_attn, cls_only, cache)
         if R is None:
             return None
-        R[:, :n] += r_res  # norm1: identity; clone: add
-        return R
+        R[:, :n] += r_res  # norm1: identity
+        return fork_relprop(rec["x"], R)  # the fork of the block input
 
 
 # ----------------------------------------------------------------------------------------------
@@ -594,6 +633,27 @@ class VisionTransformer(nn.Module):
         rec.update(pooled=pooled, logits=logits)
         return logits, rec
 
+    def relprop_head(self, pooled: torch.Tensor, logits: torch.Tensor, R: torch.Tensor, rules: RuleSet,
+                     tokens_shape: torch.Size | tuple[int, ...], cache: ProductCache | None = None,
+                     sums: list | None = None) -> torch.Tensor:
+        """Logit relevance ``R`` (B x classes) -> relevance of the last block's output tokens.
+
+        Head (Linear rule) -> CLS select (all relevance to token 0, gradient x input like the
+        reference's IndexSelect: :func:`fork_relprop`) -> final norm (identity). ``pooled``,
+        ``logits``: the head's input and output; ``tokens_shape``: B x N x D. ``sums``: list to
+        append the per-sample totals to.
+        """
+        with torch.no_grad():
+            R = R.to(pooled.dtype)
+            if sums is not None:
+                sums.append(("logits", _total(R)))
+            r_cls = linear_relprop(pooled, self.head, R, rules, logits, cache)
+            if sums is not None:
+                sums.append(("head", _total(r_cls)))
+            out = pooled.new_zeros(tokens_shape)
+            out[:, 0] = fork_relprop(pooled, r_cls)
+            return out
+
     def relprop(
         self,
         rec: Record,
@@ -622,12 +682,7 @@ class VisionTransformer(nn.Module):
         keep_attn = set(keep_attn or ())
         out = RelevanceResult(rules=rules)
         with torch.no_grad():
-            R = R.to(rec["pooled"].dtype)
-            out.sums.append(("logits", _total(R)))
-            r_cls = linear_relprop(rec["pooled"], self.head, R, rules, rec["logits"], cache)
-            out.sums.append(("head", _total(r_cls)))
-            R = torch.zeros_like(rec["tokens"])
-            R[:, 0] = r_cls  # CLS select: all relevance to token 0; final norm: identity
+            R = self.relprop_head(rec["pooled"], rec["logits"], R, rules, rec["tokens"].shape, cache, out.sums)
             if to_pixels:
                 stop_block = None
             for b in range(len(self.blocks) - 1, (stop_block or 0) - 1, -1):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -16,6 +17,8 @@ log = logging.getLogger("vitaff")
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", required=True, help="the rule's parameters as one JSON object")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of this job (the rule's {threads}): torch's intra-op threads")
     return p
 
 
@@ -37,6 +40,8 @@ def run(main: Callable[[argparse.Namespace, dict], None], p: argparse.ArgumentPa
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     params = json.loads(args.params)
+    if args.threads:
+        set_threads(args.threads)
     start = time.time()
     try:
         main(args, params)
@@ -45,6 +50,25 @@ def run(main: Callable[[argparse.Namespace, dict], None], p: argparse.ArgumentPa
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     log.info("done in %.1f s", time.time() - start)
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` CPU threads: torch's intra-op pool and the OpenMP/BLAS variables of what loads later.
+
+    Every stage but the single-threaded ones (dataset, index, CRF: ``n`` = 1, which the variables
+    alone give torch) imports torch anyway, so importing it here costs nothing extra.
+    """
+    n = max(1, int(n))
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    if "torch" in sys.modules or n > 1:
+        import torch
+
+        torch.set_num_threads(n)
+    log.info("using %d threads", n)
 
 
 def seed_everything(seed: int) -> None:

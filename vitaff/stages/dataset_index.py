@@ -20,6 +20,8 @@ def build_index(dataset: VOCDataset) -> pd.DataFrame:
     for image_id in tqdm(dataset.ids, desc=f"index {dataset.split}", mininterval=5):
         image = dataset.image(image_id)
         mask = dataset.mask(image_id, image.shape[:2]) if dataset.has_mask(image_id) else None
+        if mask is None and dataset.label_source == "segmentation":
+            raise dataset.missing_mask_error(image_id)
         labels = dataset.labels(image_id, mask)
         rows.append({
             "id": image_id,
@@ -39,7 +41,8 @@ def read_index(path) -> pd.DataFrame:
 
 
 def main(args, params) -> None:
-    dataset = VOCDataset(params["root"], params["split"], params["label_source"], params["mask_dir"])
+    dataset = VOCDataset(params["root"], params["split"], params["label_source"], params["mask_dir"],
+                         params["aug_mask_dir"])
     write_csv(build_index(dataset), args.out)
 
 

@@ -1,6 +1,7 @@
 """Rule ``random_walk``: refine one shard's seeds with AffinityNet's random walk (paper step 6, SPEC 6).
 
-Per image: affinities of the whole image (padded), T = D^-1 W^beta over the radius-limited
+Per image: affinities of the whole image (padded to the stride, psa; or resized to
+``affinity.crop_size``, the study's ``affinity.input: resize``), T = D^-1 W^beta over the radius-limited
 graph, 2^logt steps applied to [background (1 - max_c M_c)^bg_power, M_c at class indices],
 bilinear upsampling, argmax over background + present classes -> ``labels`` (uint8 VOC indices).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from vitaff.affinity_training import image_affinity, load_affinity_model
@@ -30,10 +32,12 @@ def main(args, params) -> None:
         writer = ImageShardWriter(group, seeds.ids, seeds.sizes, {"labels": (None, "uint8")}, classes=seeds.classes)
         for k, image_id in enumerate(tqdm(seeds.ids, desc=f"random walk {Path(args.out).name}", mininterval=10)):
             image = load_image(voc / "JPEGImages" / f"{image_id}.jpg")
-            affinity = image_affinity(model, image, aff["radius"], device)
+            resized = aff["input"] == "resize"
+            affinity = image_affinity(model, image, aff["radius"], device, resize_to=aff["crop_size"] if resized else None)
             maps = seeds.read(k, "maps").astype(np.float32)
             labels = refine_seeds(maps, seeds.classes[k], affinity, stride=aff["feature_stride"], radius=aff["radius"],
-                                  beta=rw["beta"], logt=rw["logt"], bg_power=rw["bg_power"])
+                                  beta=rw["beta"], logt=rw["logt"], bg_power=rw["bg_power"], resized=resized,
+                                  dtype=getattr(torch, rw["precision"]))
             writer.write(k, "labels", labels)
 
 

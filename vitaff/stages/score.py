@@ -1,6 +1,11 @@
 """Rule ``score``: VOC mIoU of every stage's labels on every scored split (paper step 7, SPEC 6).
 
 Stages: ``seeds`` (argmax over [bg_threshold, M_c]), ``crf`` (low-alpha dense CRF argmax, the CRF
+baseline), ``random_walk`` (AffinityNet refinement, read from the pseudo-label PNGs users train on).
+The eval split is the study's Table 4; the train-score split is the pseudo-label quality that psa
+reports (the 1,464 train ids with the official masks, read from the train_aug stores on the real
+run). One row per (stage, split), one column per class plus mIoU, all in percent. Confusion
+matrices are summed over shards (exact gathering).
 baseline), ``random_walk`` (AffinityNet refinement). The eval split is the study's Table 4; the
 train split is the pseudo-label quality that psa reports. One row per (stage, split), one column
 per class plus mIoU, all in percent. Confusion matrices are summed over shards (exact gathering).
@@ -23,6 +28,7 @@ from vitaff.data.voc import NUM_CLASSES, VOC_CLASSES, load_mask
 from vitaff.metrics import ConfusionAccumulator
 from vitaff.seeds import seed_labels
 from vitaff.stages import _cli
+from vitaff.stages.dataset_index import read_index
 from vitaff.store import open_shards, write_csv
 
 STAGES = ("seeds", "crf", "random_walk")
@@ -37,17 +43,39 @@ def stage_prediction(stage: str, reader, k: int, bg_threshold: float) -> np.ndar
     return reader.read(k, "labels")
 
 
-def score_stage(stage: str, shard_paths, voc_root: Path, mask_dir: str, bg_threshold: float) -> tuple[ConfusionAccumulator, int]:
-    readers, _ = open_shards(shard_paths)
-    acc, n = ConfusionAccumulator(NUM_CLASSES), 0
+def _predictions(stage: str, paths, ids: list[str], bg_threshold: float):
+    """(id, size, prediction) for ``ids`` from a stage's shard stores or, for ``random_walk``, PNGs."""
+    if stage == "random_walk":
+        directory = Path(paths[0])
+        for image_id in ids:
+            labels = load_mask(directory / f"{image_id}.png")
+            yield image_id, labels.shape, labels
+        return
+    wanted = set(ids)
+    readers, _ = open_shards(paths)
+    missing = wanted - {i for r in readers for i in r.ids}
+    if missing:
+        raise ValueError(
+            f"{len(missing)} ids to score (e.g. {sorted(missing)[0]}) are not in the {stage} stores {paths[0]}...; "
+            "dataset.train_score_split must be part of dataset.train_split (train is part of train_aug).")
     for reader in readers:
-        for k, image_id in enumerate(tqdm(reader.ids, desc=f"score {stage}", mininterval=10)):
-            mask_path = voc_root / mask_dir / f"{image_id}.png"
-            if not mask_path.is_file():
-                continue  # ids without ground truth (e.g. train_aug) are not scored
-            gt = load_mask(mask_path, reader.sizes[k])
-            acc.update(gt, stage_prediction(stage, reader, k, bg_threshold))
-            n += 1
+        for k, image_id in enumerate(reader.ids):
+            if image_id in wanted:
+                yield image_id, tuple(reader.sizes[k]), stage_prediction(stage, reader, k, bg_threshold)
+
+
+def score_stage(stage: str, paths, voc_root: Path, mask_dir: str, bg_threshold: float,
+                ids: list[str] | None = None) -> tuple[ConfusionAccumulator, int]:
+    """Confusion matrix of a stage over ``ids`` (default: every id in the stores) with a ground-truth mask."""
+    if ids is None:
+        readers, _ = open_shards(paths)
+        ids = [i for r in readers for i in r.ids]
+    ids = [i for i in ids if (voc_root / mask_dir / f"{i}.png").is_file()]  # e.g. SBD-only ids are not scored
+    acc, n = ConfusionAccumulator(NUM_CLASSES), 0
+    for image_id, size, pred in tqdm(_predictions(stage, paths, ids, bg_threshold), total=len(ids),
+                                     desc=f"score {stage}", mininterval=10):
+        acc.update(load_mask(voc_root / mask_dir / f"{image_id}.png", size), pred)
+        n += 1
     return acc, n
 
 
@@ -67,8 +95,10 @@ def ceiling_rows(path) -> list[dict]:
 def main(args, params) -> None:
     rows = []
     voc = Path(params["voc_root"])
+    indexes = dict(item.split(":", 1) for item in (args.indexes or []))
     for split, stage, paths in parse_inputs(args.inputs):
-        acc, n = score_stage(stage, paths, voc, params["dataset"]["mask_dir"], params["seeds"]["bg_threshold"])
+        ids = list(read_index(indexes[split])["id"]) if split in indexes else None
+        acc, n = score_stage(stage, paths, voc, params["dataset"]["mask_dir"], params["seeds"]["bg_threshold"], ids)
         rows.append(score_row(stage, split, acc, n))
     if getattr(args, "ceiling", None):
         rows += ceiling_rows(args.ceiling)
@@ -91,5 +121,6 @@ def parse_inputs(values):
 
 if __name__ == "__main__":
     p = _cli.split_stores_parser(__doc__)
+    p.add_argument("--indexes", nargs="*", help="split:index.csv of the scored splits (the ids each score counts)")
     p.add_argument("--ceiling", default=None, help="walk_ceiling.csv: add its rows at the configured bg_power")
     _cli.run(main, p)

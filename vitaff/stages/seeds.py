@@ -15,7 +15,7 @@ from tqdm import tqdm
 from vitaff.classifier import load_classifier
 from vitaff.config import resolve_device
 from vitaff.data.voc import NUM_FG_CLASSES, load_image
-from vitaff.seeds import class_seeds, seed_labels, to_full_stack
+from vitaff.seeds import class_seeds, release_large_blocks, seed_labels, to_full_stack
 from vitaff.stages import _cli
 from vitaff.stages.dataset_index import read_index
 from vitaff.store import ImageShardWriter, save_png, shard_slice, writing_store
@@ -30,6 +30,7 @@ def preview(image: np.ndarray, full: np.ndarray, classes, bg_threshold: float) -
 
 def main(args, params) -> None:
     _cli.seed_everything(params["seed"])
+    release_large_blocks()
     device = resolve_device(params["device"])
     sp = params["seeds"]
     index = read_index(args.index).set_index("id")
@@ -48,7 +49,7 @@ def main(args, params) -> None:
             images = [load_image(voc / "JPEGImages" / f"{ids[k]}.jpg") for k in batch]
             seeds = class_seeds(model, images, [classes[k] for k in batch], model.img_size, device,
                                 method=sp["method"], start_layer=sp["start_layer"], flip=sp["flip"],
-                                cube_root=sp["cube_root"])
+                                cube_root=sp["cube_root"], precision=sp.get("precision", "fp32"))
             for k, image, maps in zip(batch, images, seeds):
                 full = to_full_stack(maps, classes[k])
                 writer.write(k, "maps", full.astype(np.float16))

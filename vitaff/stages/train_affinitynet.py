@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vitaff.affinity_training import AffinityCropSet, AffinityModel, save_affinity_model, train_affinity
+from vitaff.affinity_training import AffinityModel, affinity_dataset, save_affinity_model, train_affinity
 from vitaff.classifier import load_classifier
 from vitaff.config import resolve_device
 from vitaff.stages import _cli
@@ -25,8 +25,7 @@ def main(args, params) -> None:
             grids.append(r.read(k, "labels"))
     model = AffinityModel(load_classifier(args.classifier, "cpu"), stride=aff["feature_stride"],
                           features=aff["features"])
-    dataset = AffinityCropSet(params["voc_root"], ids, grids, aff["crop_size"], aff["feature_stride"],
-                              augment=True, color_jitter=aff["color_jitter"])
+    dataset = affinity_dataset(params["voc_root"], ids, grids, aff, augment=True)
     resume = resume_path(args.resume_dir, "affinitynet", params)
     history = train_affinity(model, dataset, epochs=aff["epochs"], batch_size=aff["batch_size"], lr=aff["lr"],
                              backbone_lr_mult=aff["backbone_lr_mult"], momentum=aff["momentum"],

@@ -9,12 +9,13 @@ rule affinity_labels:
     params:
         args=stage_params(affinity={"feature_stride": CFG["affinity"]["feature_stride"]}),  # the grid only
         code=code_hash("vitaff/affinity.py", "vitaff/stages/affinity_labels.py", *COMMON_CODE),
+    threads: 1
     log:
         "results/logs/affinity_labels/{split}_{shard}.log",
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.affinity_labels --params {params.args:q} --crf {input.crf} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.affinity_labels --params {params.args:q} --threads {threads} --crf {input.crf} --out {output} > {log} 2>&1"
 
 
 rule train_affinitynet:
@@ -28,6 +29,7 @@ rule train_affinitynet:
         args=stage_params("affinity"),
         code=code_hash(*MODEL_CODE, "vitaff/affinity.py", "vitaff/affinity_training.py", "vitaff/models/affinitynet.py",
                        "vitaff/stages/train_affinitynet.py", *COMMON_CODE),
+    threads: job_threads()
     log:
         "results/logs/train_affinitynet.log",
     benchmark:
@@ -37,6 +39,6 @@ rule train_affinitynet:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.train_affinitynet --params {params.args:q} --labels {input.labels}"
+        "python -m vitaff.stages.train_affinitynet --params {params.args:q} --threads {threads} --labels {input.labels}"
         " --classifier {input.classifier} --out {output.model} --history {output.history}"
         " --resume-dir results/checkpoints > {log} 2>&1"

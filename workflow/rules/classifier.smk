@@ -11,6 +11,7 @@ rule train_classifier:
     params:
         args=stage_params("classifier"),
         code=code_hash(*MODEL_CODE, "vitaff/stages/train_classifier.py", *COMMON_CODE),
+    threads: job_threads()
     log:
         "results/logs/train_classifier.log",
     benchmark:
@@ -20,6 +21,6 @@ rule train_classifier:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.train_classifier --params {params.args:q} --train-index {input.train}"
+        "python -m vitaff.stages.train_classifier --params {params.args:q} --threads {threads} --train-index {input.train}"
         " --eval-index {input.eval} --out {output.model} --history {output.history}"
         " --resume-dir results/checkpoints > {log} 2>&1"

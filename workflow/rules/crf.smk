@@ -9,6 +9,7 @@ rule crf:
     params:
         args=stage_params("crf"),
         code=code_hash("vitaff/crf.py", "vitaff/stages/crf.py", "vitaff/data/voc.py", *COMMON_CODE),
+    threads: 1
     log:
         "results/logs/crf/{split}_{shard}.log",
     benchmark:
@@ -16,4 +17,4 @@ rule crf:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.crf --params {params.args:q} --seeds {input.seeds} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.crf --params {params.args:q} --threads {threads} --seeds {input.seeds} --out {output} > {log} 2>&1"

@@ -7,12 +7,13 @@ rule make_synthetic_dataset:
     params:
         args=to_json(CFG["synthetic"]),
         code=code_hash("vitaff/data/synthetic.py", "vitaff/stages/make_dataset.py", *COMMON_CODE),
+    threads: 1
     log:
         "results/logs/make_synthetic_dataset.log",
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.make_dataset --params {params.args:q} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.make_dataset --params {params.args:q} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule dataset_index:
@@ -24,9 +25,10 @@ rule dataset_index:
     params:
         args=lambda wc: to_json({**CFG["dataset"], "root": VOC_ROOT, "split": wc.split}),
         code=code_hash("vitaff/data", "vitaff/stages/dataset_index.py", *COMMON_CODE),
+    threads: 1
     log:
         "results/logs/dataset_index/{split}.log",
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.dataset_index --params {params.args:q} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.dataset_index --params {params.args:q} --threads {threads} --out {output} > {log} 2>&1"

@@ -12,12 +12,13 @@ rule seed_mass:
         args=stage_params("dataset"),
         inputs=score_args,
         code=code_hash("vitaff/diagnostics/seed_mass.py", "vitaff/diagnostics/stages/seed_mass.py", "vitaff/data/voc.py", *COMMON_CODE),
+    threads: 1
     log:
         "results/logs/seed_mass.log",
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.diagnostics.stages.seed_mass --params {params.args:q} --inputs {params.inputs} --out {output} > {log} 2>&1"
+        "python -m vitaff.diagnostics.stages.seed_mass --params {params.args:q} --threads {threads} --inputs {params.inputs} --out {output} > {log} 2>&1"
 
 
 # Diagnostic: the random walk with ground-truth instance affinity on the same seeds, i.e. the most any
@@ -35,6 +36,7 @@ rule walk_ceiling:
         code=code_hash("vitaff/diagnostics/walk_ceiling.py", "vitaff/diagnostics/stages/walk_ceiling.py", "vitaff/random_walk.py",
                        "vitaff/affinity.py", "vitaff/metrics.py", "vitaff/seeds.py", "vitaff/stages/score.py",
                        "vitaff/data/voc.py", *COMMON_CODE),
+    threads: job_threads()
     log:
         "results/logs/walk_ceiling.log",
     benchmark:
@@ -42,7 +44,7 @@ rule walk_ceiling:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.diagnostics.stages.walk_ceiling --params {params.args:q} --inputs {params.inputs} --out {output} > {log} 2>&1"
+        "python -m vitaff.diagnostics.stages.walk_ceiling --params {params.args:q} --threads {threads} --inputs {params.inputs} --out {output} > {log} 2>&1"
 
 
 # Diagnostic (embedded dataset only: it needs the generator's part masks): AffinityNet's mean affinity
@@ -62,6 +64,7 @@ rule affinity_stats:
                        "vitaff/diagnostics/stages/seed_mass.py", "vitaff/diagnostics/stages/walk_ceiling.py", "vitaff/diagnostics/walk_ceiling.py", "vitaff/affinity.py",
                        "vitaff/affinity_training.py",
                        "vitaff/models/affinitynet.py", *COMMON_CODE),
+    threads: job_threads()
     log:
         "results/logs/affinity_stats.log",
     benchmark:
@@ -69,5 +72,5 @@ rule affinity_stats:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.diagnostics.stages.affinity_stats --params {params.args:q} --inputs {params.inputs}"
+        "python -m vitaff.diagnostics.stages.affinity_stats --params {params.args:q} --threads {threads} --inputs {params.inputs}"
         " --classifier {input.classifier} --affinitynet {input.affinitynet} --out {output} > {log} 2>&1"

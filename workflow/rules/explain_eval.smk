@@ -14,6 +14,7 @@ rule explain_embedded_data:
         args=to_json({"explain": {"embedded": EXPLAIN["embedded"]}}),
         code=code_hash("vitaff/data/imagenet_seg.py", "vitaff/data/synthetic.py", "vitaff/explain_eval.py",
                        "vitaff/stages/explain_data.py", *COMMON_CODE),
+    threads: 1
     log:
         "results/logs/explain/embedded_data.log",
     benchmark:
@@ -21,7 +22,7 @@ rule explain_embedded_data:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.explain_data --params {params.args:q} > {log} 2>&1"
+        "python -m vitaff.stages.explain_data --params {params.args:q} --threads {threads} > {log} 2>&1"
 
 
 rule train_explain_model:
@@ -34,6 +35,7 @@ rule train_explain_model:
     params:
         args=to_json({"seed": CFG["seed"], "device": CFG["device"], "explain": {"embedded": EXPLAIN["embedded"]}}),
         code=code_hash(*EXPLAIN_CODE, "vitaff/stages/explain_train.py", *COMMON_CODE),
+    threads: job_threads()
     log:
         "results/logs/explain/train_explain_model.log",
     benchmark:
@@ -43,7 +45,7 @@ rule train_explain_model:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.explain_train --params {params.args:q} --out {output.model}"
+        "python -m vitaff.stages.explain_train --params {params.args:q} --threads {threads} --out {output.model}"
         " --history {output.history} --resume-dir results/checkpoints > {log} 2>&1"
 
 
@@ -59,6 +61,7 @@ rule explain_eval_shard:
         code=code_hash(*EXPLAIN_CODE, "vitaff/stages/explain_shard.py", *COMMON_CODE),
         shards=len(EXPLAIN_SHARDS),
         model=lambda wc, input: f"--model {input.model[0]}" if input.model else "",
+    threads: job_threads(len(EXPLAIN_SHARDS))
     log:
         "results/logs/explain/{test}_{shard}.log",
     benchmark:
@@ -68,7 +71,7 @@ rule explain_eval_shard:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.explain_shard --params {params.args:q} --test {wildcards.test} {params.model}"
+        "python -m vitaff.stages.explain_shard --params {params.args:q} --threads {threads} --test {wildcards.test} {params.model}"
         " --shard {wildcards.shard} --shards {params.shards} --out {output} > {log} 2>&1"
 
 
@@ -81,12 +84,13 @@ rule explain_gather:
     params:
         args=to_json({}),
         code=code_hash("vitaff/explain_eval.py", "vitaff/stages/explain_gather.py", *COMMON_CODE),
+    threads: 1
     log:
         "results/logs/explain/gather_{test}.log",
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.explain_gather --params {params.args:q} --test {wildcards.test}"
+        "python -m vitaff.stages.explain_gather --params {params.args:q} --threads {threads} --test {wildcards.test}"
         " --inputs {input} --out {output} > {log} 2>&1"
 
 
@@ -101,9 +105,10 @@ rule explain_figure:
         args=explain_params(),
         code=code_hash(*EXPLAIN_CODE, "vitaff/viz.py", "vitaff/stages/explain_figure.py", *COMMON_CODE),
         model=lambda wc, input: f"--model {input.model[0]}" if input.model else "",
+    threads: job_threads()
     log:
         "results/logs/explain/figure.log",
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.explain_figure --params {params.args:q} {params.model} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.explain_figure --params {params.args:q} --threads {threads} {params.model} --out {output} > {log} 2>&1"

@@ -11,9 +11,10 @@ rule figures:
     params:
         args=stage_params("figures", "seeds", "affinity"),
         code=code_hash("vitaff/inspect.py", "vitaff/viz.py", "vitaff/stages/figures.py", *COMMON_CODE),
+    threads: job_threads()
     log:
         "results/logs/figures.log",
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.figures --params {params.args:q} --index {input.index} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.figures --params {params.args:q} --threads {threads} --index {input.index} --out {output} > {log} 2>&1"

@@ -12,6 +12,7 @@ rule random_walk:
         args=stage_params("affinity", "random_walk"),
         code=code_hash(*MODEL_CODE, "vitaff/random_walk.py", "vitaff/affinity_training.py", "vitaff/models/affinitynet.py",
                        "vitaff/stages/random_walk.py", *COMMON_CODE),
+    threads: job_threads(len(SHARDS))
     log:
         "results/logs/random_walk/{split}_{shard}.log",
     benchmark:
@@ -21,5 +22,24 @@ rule random_walk:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.random_walk --params {params.args:q} --seeds {input.seeds} --classifier {input.classifier}"
+        "python -m vitaff.stages.random_walk --params {params.args:q} --threads {threads} --seeds {input.seeds} --classifier {input.classifier}"
         " --affinitynet {input.affinitynet} --out {output} > {log} 2>&1"
+
+
+# The pipeline's product: the random walk's labels of a split as VOC palette PNGs at image size,
+# results/pseudo_labels/<split>/<id>.png (the train split's train a segmentation network).
+rule pseudo_labels:
+    input:
+        walk=expand("results/random_walk/{{split}}/shard_{shard}.zarr", shard=SHARDS),
+    output:
+        directory("results/pseudo_labels/{split}"),
+    params:
+        args=stage_params(),
+        code=code_hash("vitaff/stages/pseudo_labels.py", "vitaff/data/voc.py", *COMMON_CODE),
+    threads: 1
+    log:
+        "results/logs/pseudo_labels/{split}.log",
+    conda:
+        "../../envs/vitaff.yaml"
+    shell:
+        "python -m vitaff.stages.pseudo_labels --params {params.args:q} --threads {threads} --walk {input.walk} --out {output} > {log} 2>&1"

@@ -2,19 +2,26 @@
 # with the walk ceiling (the walk with ground-truth affinity, diagnostics.smk) beside them.
 rule score:
     input:
-        **score_inputs(),
+        **{key: paths for key, paths in score_inputs().items() if not key.endswith(":random_walk")},
+        **pseudo_label_dirs(),
+        **scored_indexes(),
         ceiling="results/walk_ceiling.csv",
     output:
         report("results/voc_miou.csv", category="Results", caption="../report/voc_miou.rst"),
     params:
         args=stage_params("dataset", "seeds"),
+        # the random-walk row scores the pseudo-label PNGs, the files users train on
         inputs=lambda wildcards, input: " ".join(
-            f"{key}:{','.join(paths)}" for key, paths in input.items() if key != "ceiling"),
+            f"{key.replace(':pseudo_labels', ':random_walk')}:{value if isinstance(value, str) else ','.join(value)}"
+            for key, value in input.items() if not key.startswith("index:") and key != "ceiling"),
+        indexes=lambda wildcards, input: " ".join(
+            f"{key.split(':', 1)[1]}:{value}" for key, value in input.items() if key.startswith("index:")),
         code=code_hash("vitaff/metrics.py", "vitaff/seeds.py", "vitaff/stages/score.py", "vitaff/data/voc.py", *COMMON_CODE),
+    threads: 1
     log:
         "results/logs/score.log",
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.score --params {params.args:q} --inputs {params.inputs} --ceiling {input.ceiling}"
-        " --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.score --params {params.args:q} --threads {threads} --inputs {params.inputs}"
+        " --indexes {params.indexes} --ceiling {input.ceiling} --out {output} > {log} 2>&1"

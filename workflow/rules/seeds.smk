@@ -13,6 +13,7 @@ rule seeds:
         args=stage_params("seeds"),
         code=code_hash(*MODEL_CODE, "vitaff/seeds.py", "vitaff/viz.py", "vitaff/stages/seeds.py", *COMMON_CODE),
         shards=len(SHARDS),
+    threads: job_threads(len(SHARDS))
     log:
         "results/logs/seeds/{split}_{shard}.log",
     benchmark:
@@ -22,6 +23,6 @@ rule seeds:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.seeds --params {params.args:q} --index {input.index} --classifier {input.classifier}"
+        "python -m vitaff.stages.seeds --params {params.args:q} --threads {threads} --index {input.index} --classifier {input.classifier}"
         " --shard {wildcards.shard} --shards {params.shards} --out {output.store} --previews {output.previews}"
         " > {log} 2>&1"
