@@ -22,9 +22,18 @@ def base():
 def test_shipped_config_is_valid_and_embedded():
     cfg = load_config(REPO / "config.yaml")
     assert cfg["classifier"]["model"] == "vit_hybrid_synth"  # embedded override applied
-    assert cfg["crf"]["alpha_low"] == 4 and cfg["crf"]["alpha_high"] == 32
+    # embedded-only constants (README): neutral zone, pixel-unit CRF kernels, part hiding
+    assert cfg["crf"]["alpha_low"] == 16 and cfg["crf"]["alpha_high"] == 128
+    assert cfg["crf"]["gaussian_sxy"] == 1 and cfg["crf"]["bilateral_sxy"] == 20
+    assert cfg["classifier"]["part_hiding"] == 0.8 and cfg["seeds"]["cube_root"] is True
+    assert cfg["synthetic"]["body_textures"] == "class"
     assert cfg["affinity"]["radius"] == 5
     assert voc_root(cfg) == Path("data/synthetic/VOCdevkit/VOC2012")
+    # the real run keeps the study's values for all of them
+    real = load_config(REPO / "config.yaml", {"dataset.root": "/data/VOCdevkit/VOC2012"})
+    assert real["crf"]["alpha_low"] == 4 and real["crf"]["alpha_high"] == 32
+    assert real["crf"]["gaussian_sxy"] == 3 and real["crf"]["bilateral_sxy"] == 80
+    assert real["classifier"]["part_hiding"] == 0
 
 
 def test_real_root_keeps_paper_values():
@@ -38,7 +47,8 @@ def test_real_root_keeps_paper_values():
 
 def test_defaults_fill_missing_sections():
     cfg = effective_config({"dataset": {"root": "/x"}})
-    assert cfg["random_walk"] == {"beta": 16, "logt": 8, "bg_power": 4, "precision": "float64"}
+    assert cfg["random_walk"] == {"beta": 16, "logt": 8, "bg_power": 4, "precision": "float64",
+                                  "ceiling_bg_powers": [4, 8, 16, 32, 64]}
     assert cfg["seeds"]["bg_threshold"] == 0.2
     assert cfg["device"] == "cpu"
 

@@ -117,25 +117,27 @@ def _stage_command(stdout: str, stage: str) -> str:
 
 
 def test_nested_config_override_reaches_the_rule(tmp_path):
-    """--config random_walk='{"beta": 12}' (README, "Configuration") changes that key, as a number,
-    and keeps the section's other keys (the tiny config's logt: 3)."""
+    """--config random_walk='{"ceiling_bg_powers": [8, 12]}' (README, "Configuration") changes that key,
+    as numbers, and keeps the section's other keys (the tiny config's logt: 3). (beta, bg_power and
+    precision are set by the embedded block, which wins over the top-level section on this data.)"""
     write_tiny_config(tmp_path)
-    proc = _snakemake(tmp_path, "-n", "-p", "--config", 'random_walk={"beta": 12}', "--",
+    proc = _snakemake(tmp_path, "-n", "-p", "--config", 'random_walk={"ceiling_bg_powers": [8, 12]}', "--",
                       "results/random_walk/val/shard_0.zarr")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cmd = _stage_command(proc.stdout, "random_walk")
-    assert '"beta":12,' in cmd and '"logt":3' in cmd
+    assert '"ceiling_bg_powers":[8,12]' in cmd and '"logt":3' in cmd
 
 
 def test_configfile_overlay_pattern(tmp_path):
     """The README's overlay: --configfile with only the changed keys over config.yaml, `--` before the
     target (without it the target would be read as a second config file)."""
     write_tiny_config(tmp_path)
-    (tmp_path / "mine.yaml").write_text("random_walk:\n  beta: 10\n")
+    # (a key the embedded block does not set: on the embedded data that block wins over the top level)
+    (tmp_path / "mine.yaml").write_text("random_walk:\n  logt: 5\n")
     proc = _snakemake(tmp_path, "-n", "-p", "--configfile", "mine.yaml", "--", "results/random_walk/val/shard_0.zarr")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cmd = _stage_command(proc.stdout, "random_walk")
-    assert '"beta":10,' in cmd and '"logt":3' in cmd
+    assert '"logt":5' in cmd and '"beta":16,' in cmd
 
 
 # --- checks when the workflow starts --------------------------------------------------------------

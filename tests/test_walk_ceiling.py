@@ -60,3 +60,44 @@ def test_bad_instance_map_shape():
     with pytest.raises(ValueError, match="H x W"):
         cell_instances(np.zeros((2, 3, 4), dtype=np.uint8), 8)
     assert torch.is_tensor(instance_affinity(np.zeros((9, 9), dtype=np.uint8), 8, 5))
+
+
+def test_ceiling_powers_and_best_power_on_train():
+    import pandas as pd
+
+    from vitaff.diagnostics.stages.walk_ceiling import best_bg_power, ceiling_powers
+
+    assert ceiling_powers({"bg_power": 12, "ceiling_bg_powers": [32, 4, 16, 4]}) == [4.0, 12.0, 16.0, 32.0]
+    assert ceiling_powers({"bg_power": 16}) == [16.0]
+    table = pd.DataFrame([
+        {"stage": "seeds", "split": "train", "bg_power": np.nan, "mIoU": 40.0},
+        {"stage": "random_walk_gt_affinity", "split": "train", "bg_power": 4.0, "mIoU": 30.0},
+        {"stage": "random_walk_gt_affinity", "split": "train", "bg_power": 16.0, "mIoU": 50.0},
+        {"stage": "random_walk_gt_affinity", "split": "train", "bg_power": 32.0, "mIoU": 50.0},
+        {"stage": "random_walk_gt_affinity", "split": "val", "bg_power": 4.0, "mIoU": 90.0},
+    ])
+    assert best_bg_power(table) == 16.0          # val is never looked at; ties go to the smaller power
+    assert best_bg_power(table, "val") == 4.0
+    table.loc[2, "mIoU"] = 48.5                  # within 2 points of the best: the smaller power
+    assert best_bg_power(table) == 16.0
+    assert best_bg_power(table, tolerance=1.0) == 32.0
+    with pytest.raises(ValueError, match="no random_walk_gt_affinity"):
+        best_bg_power(table, "test")
+
+
+def test_score_adds_the_ceiling_at_the_configured_power(tmp_path):
+    import pandas as pd
+
+    from vitaff.data.voc import VOC_CLASSES
+    from vitaff.stages.score import CEILING_STAGE, ceiling_rows
+
+    cls = {c: 1.0 for c in VOC_CLASSES}
+    rows = [{"stage": "seeds", "split": "val", "n_images": 3, **cls, "mIoU": 40.0, "bg_power": np.nan, "used": False}]
+    for power, miou in ((4.0, 30.0), (32.0, 55.0)):
+        rows.append({"stage": "random_walk_gt_affinity", "split": "val", "n_images": 3, **cls, "mIoU": miou,
+                     "bg_power": power, "used": power == 32.0})
+    path = tmp_path / "walk_ceiling.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    out = ceiling_rows(path)
+    assert len(out) == 1 and out[0]["stage"] == CEILING_STAGE and out[0]["mIoU"] == 55.0
+    assert list(out[0]) == ["stage", "split", "n_images", *VOC_CLASSES, "mIoU"]

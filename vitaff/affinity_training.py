@@ -4,7 +4,10 @@ The hybrid classifier's ResNet stages (``forward_cnn_features``) feed an :class:
 head; affinities ``a_ij = exp(-mean_c |f_i - f_j|)`` within the radius are trained with
 ``L_bg+/4 + L_fg+/4 + L-/2`` on the affinity label grids. SGD with poly decay; the backbone
 (initialised from the classifier) learns at ``lr * backbone_lr_mult``, the new head at ``lr``
-(psa trains its head 10x faster than the backbone). Crops are aligned to the feature stride so
+(psa trains its head 10x faster than the backbone). ``features="stem_tokens"`` adds the
+transformer's output tokens (the classifier's last block, on its token grid) to the stem's stages
+as one more backbone feature map: still two 1x1 convolutions over backbone features and the same
+loss, with features that carry what the classifier knows about the objects. Crops are aligned to the feature stride so
 image crops and label-grid crops correspond exactly. Training is seeded and resumable per epoch.
 """
 
@@ -32,21 +35,51 @@ log = logging.getLogger(__name__)
 IGNORE = 255
 
 
-class AffinityModel(nn.Module):
-    """Classifier CNN stem -> AffinityNet head -> affinity features on the ``stride`` grid."""
+FEATURES = ("stem", "stem_tokens")
 
-    def __init__(self, classifier: nn.Module, stride: int = 8, out_dim: int | None = None):
+
+class AffinityModel(nn.Module):
+    """Classifier CNN stem (and optionally its transformer tokens) -> AffinityNet head -> affinity
+    features on the ``stride`` grid.
+
+    ``features``: ``"stem"`` (the study: the hybrid's CNN stages) or ``"stem_tokens"`` (also the
+    classifier's output tokens: the image is resized to the classifier's input size for the
+    transformer and its token map is resized back onto the affinity grid).
+    """
+
+    def __init__(self, classifier: nn.Module, stride: int = 8, out_dim: int | None = None,
+                 features: str = "stem"):
         super().__init__()
+        if features not in FEATURES:
+            raise ValueError(f"affinity features must be one of {FEATURES}, got {features!r}")
         self.backbone = classifier
-        info = classifier.cnn_feature_info
+        self.features = features
+        info = list(classifier.cnn_feature_info)
         self.stride = stride
         self.pad_multiple = max(stride, max(int(i["reduction"]) for i in info))
         chans = [int(i["num_chs"]) for i in info]
-        self.head = AffinityNet(chans, [max(16, c // 4) for c in chans], [int(i["reduction"]) for i in info],
-                                out_stride=stride, out_dim=out_dim)
+        strides = [int(i["reduction"]) for i in info]
+        if features == "stem_tokens":
+            chans.append(int(classifier.embed_dim))
+            strides.append(int(classifier.patch_embed.reduction))
+        self.head = AffinityNet(chans, [max(16, c // 4) for c in chans], strides, out_stride=stride, out_dim=out_dim)
+
+    def token_map(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The classifier's output tokens of ``x`` (resized to its input size) as ``B x D x size``."""
+        img_size = getattr(self.backbone, "img_size", None) or self.backbone.patch_embed.img_size[0]
+        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        if tuple(x.shape[-2:]) != img_size:
+            x = F.interpolate(x, size=img_size, mode="bilinear", align_corners=False)
+        tokens = self.backbone.forward_features(x)[:, self.backbone.num_prefix_tokens:]
+        gh, gw = self.backbone.patch_embed.grid_size
+        grid = tokens.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
+        return F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone.forward_cnn_features(x))
+        feats = list(self.backbone.forward_cnn_features(x))
+        if self.features == "stem_tokens":
+            feats.append(self.token_map(x, self.head.grid_size(feats)))
+        return self.head(feats)
 
     def affinity(self, x: torch.Tensor, radius: int) -> torch.Tensor:
         return pairwise_affinity(self(x), radius)
@@ -186,7 +219,8 @@ def image_affinity(model: AffinityModel, image: np.ndarray, radius: int, device,
 
 
 def save_affinity_model(model: AffinityModel, classifier_path, path) -> None:
-    save_torch({"classifier": str(classifier_path), "stride": model.stride, "state_dict": model.state_dict()}, path)
+    save_torch({"classifier": str(classifier_path), "stride": model.stride, "features": model.features,
+                "state_dict": model.state_dict()}, path)
 
 
 def load_affinity_model(path, classifier_path, device="cpu") -> AffinityModel:
@@ -196,6 +230,7 @@ def load_affinity_model(path, classifier_path, device="cpu") -> AffinityModel:
     if not path.is_file():
         raise FileNotFoundError(f"AffinityNet checkpoint {path} missing; run the train_affinitynet rule first")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    model = AffinityModel(load_classifier(classifier_path, "cpu"), stride=state["stride"])
+    model = AffinityModel(load_classifier(classifier_path, "cpu"), stride=state["stride"],
+                          features=state.get("features", "stem"))
     model.load_state_dict(state["state_dict"])
     return model.to(device).eval()

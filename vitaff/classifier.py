@@ -2,7 +2,8 @@
 
 Multilabel soft-margin loss, SGD (momentum 0.9, weight decay 1e-4; AdamW for the embedded model
 trained from scratch) with poly learning-rate decay,
-horizontal flip + colour jitter, inputs resized to a square ``img_size`` and normalised with
+horizontal flip + colour jitter (and, for the embedded data only, part hiding: see
+:func:`hide_parts`), inputs resized to a square ``img_size`` and normalised with
 mean = std = 0.5. Training is seeded and resumable: a checkpoint of model, optimiser, RNG states
 and history is written atomically after every epoch, outside the rule's declared output.
 """
@@ -20,7 +21,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from vitaff.data.voc import NUM_FG_CLASSES, load_image
+from vitaff.data.synthetic import PART_HIDDEN_DIR
+from vitaff.data.voc import NUM_FG_CLASSES, VOCDataError, load_image, load_mask
 from vitaff.metrics import mean_average_precision
 from vitaff.store import save_torch
 from vitaff.training import build_optimizer, checkpoint, restore
@@ -55,16 +57,64 @@ def multi_hot(labels: Sequence[int]) -> torch.Tensor:
     return vec
 
 
+# Generated with the embedded dataset (vitaff.data.synthetic), not part of VOC: the instance index
+# on each object's discriminative part, and the scenes with every part painted over by its body.
+PART_DIR = "SegmentationPart"
+
+
+def hide_parts(image: np.ndarray, hidden: np.ndarray, parts: np.ndarray, p: float,
+               generator: torch.Generator | None = None) -> np.ndarray:
+    """Part hiding (in the spirit of Hide-and-Seek, Singh & Lee, ICCV 2017): with probability ``p``
+    per object, its discriminative part (``parts == k``, grown by one pixel to cover the part's
+    anti-aliased rim) is replaced by the same pixels of ``hidden``, the scene rendered with the part
+    painted over by the object's own body. Returns a new image; objects without a part are untouched.
+
+    Why (embedded data only): the generated class is readable from the small part alone, so a
+    classifier trained from scratch reads only the part and its relevance seeds never reach the
+    body; with the part often hidden it must also learn the class from the body's texture.
+    """
+    out = np.array(image, copy=True)
+    for k in np.unique(parts):
+        if k == 0 or k == 255:
+            continue
+        if float(torch.rand((), generator=generator)) >= p:
+            continue
+        m = np.pad(parts == k, 1)
+        grown = np.zeros_like(m)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                grown |= np.roll(np.roll(m, dy, 0), dx, 1)
+        grown = grown[1:-1, 1:-1]
+        out[grown] = hidden[grown]
+    return out
+
+
 class ClassificationSet(Dataset):
-    """Images of a split with their image-level labels, resized to a square input."""
+    """Images of a split with their image-level labels, resized to a square input.
+
+    ``part_hiding`` > 0 (training on the embedded data only) hides each object's discriminative
+    part with that probability (:func:`hide_parts`); it needs the generator's ``SegmentationPart/``
+    and ``JPEGImagesPartHidden/``.
+    """
 
     def __init__(self, voc_root: str | Path, ids: Sequence[str], labels: Sequence[Sequence[int]],
-                 img_size: int, augment: bool = False, color_jitter=(0.3, 0.3, 0.3, 0.1)):
+                 img_size: int, augment: bool = False, color_jitter=(0.3, 0.3, 0.3, 0.1),
+                 part_hiding: float = 0.0):
         self.root = Path(voc_root)
         self.ids = list(ids)
         self.labels = [multi_hot(lab) for lab in labels]
         self.img_size = img_size
         self.augment = augment
+        if not 0.0 <= part_hiding <= 1.0:
+            raise ValueError(f"part_hiding must be a probability in [0, 1], got {part_hiding}")
+        self.part_hiding = float(part_hiding) if augment else 0.0
+        if self.part_hiding > 0:
+            missing = [d for d in (PART_DIR, PART_HIDDEN_DIR) if not (self.root / d).is_dir()]
+            if missing:
+                raise VOCDataError(
+                    f"classifier.part_hiding needs {', '.join(str(self.root / d) for d in missing)}: they exist "
+                    "only in the embedded synthetic dataset (vitaff.data.synthetic, write_parts=True); "
+                    "set classifier.part_hiding: 0 for real VOC")
         if augment:
             from torchvision.transforms import v2
             b, c, s, h = color_jitter
@@ -74,7 +124,12 @@ class ClassificationSet(Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int):
-        x = resize(to_tensor(load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")), self.img_size)
+        image = load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+        if self.part_hiding > 0:
+            parts = load_mask(self.root / PART_DIR / f"{self.ids[i]}.png", image.shape[:2])
+            hidden = load_image(self.root / PART_HIDDEN_DIR / f"{self.ids[i]}.jpg")
+            image = hide_parts(image, hidden, parts, self.part_hiding)
+        x = resize(to_tensor(image), self.img_size)
         if self.augment:
             if torch.rand(()) < 0.5:
                 x = x.flip(-1)

@@ -13,6 +13,11 @@ built so that the problem the study solves is present (see ``docs/readme_parts/s
   period), drawn from a pool SHARED by all classes: the body says "object, not background" but
   not which class, so a classifier must use the part, while learned pixel affinity (Ahn & Kwak,
   CVPR 2018, AffinityNet) can learn "same body texture = same object" and spread the part's seed;
+* with ``body_textures="class"`` (the pipeline's embedded default) every body instead carries its
+  class's own texture (:data:`CLASS_BODY_TEXTURES`), and ``JPEGImagesPartHidden/`` holds each scene
+  with its parts painted over by their bodies, for the classifier's part-hiding augmentation
+  (:func:`vitaff.classifier.hide_parts`): otherwise the class is readable from the part alone and a
+  classifier trained from scratch never looks at the body;
 * bodies share the background's colour statistics (same per-scene palette, mean colour pulled to
   the local background colour) and meet it at low-contrast edges, so a dense CRF with an RGB
   bilateral kernel (Kraehenbuehl & Koltun, NeurIPS 2011) cannot recover them from colour alone,
@@ -24,6 +29,7 @@ Files written under ``<root>/VOCdevkit/VOC2012`` (SPEC section 7)::
     SegmentationClass/<id>.png          palette PNG, VOC colour map, 0..20, 255 = void band
     SegmentationObject/<id>.png         palette PNG, instance index 1..n, 255 = void band
     SegmentationPart/<id>.png           (not VOC; ``write_parts``) instance index of the part pixels
+    JPEGImagesPartHidden/<id>.jpg       (not VOC; ``write_parts``) the scene with its parts painted over
     Annotations/<id>.xml                VOC XML, one <object> per visible instance
     ImageSets/Segmentation/{train,val,trainval}.txt
     ImageSets/Main/{train,val,trainval}.txt
@@ -63,6 +69,8 @@ __all__ = [
     "GENERATOR_VERSION",
     "PART_PATTERNS",
     "BODY_TEXTURES",
+    "CLASS_BODY_TEXTURES",
+    "PART_HIDDEN_DIR",
     "SyntheticConfig",
     "voc_colormap",
     "render_scene",
@@ -75,7 +83,8 @@ __all__ = [
 # Class names, indices and the colour map are the VOC reader's (one definition in the project).
 
 # Bump whenever a change alters the rendered pixels or the files, so stale datasets are detected.
-GENERATOR_VERSION = 2
+# 3: JPEGImagesPartHidden/ (the scenes with every part painted over by its body) beside the parts.
+GENERATOR_VERSION = 3
 # Class-specific colour axes of the discriminative parts (unit RGB directions, the k-th class
 # gets axis k): the part is a pattern of +axis / -axis colours, e.g. red/cyan for the first class.
 PART_COLOUR_AXES = np.array([(1, -0.5, -0.5), (-0.5, 1, -0.5), (-0.5, -0.5, 1), (1, 1, -1.2),
@@ -90,6 +99,15 @@ BODY_TEXTURES: tuple[tuple[tuple[float, float], bool], ...] = (
     ((3.5, 4.5), False), ((4.5, 5.7), True), ((5.7, 7.0), False),
     ((3.5, 4.5), True), ((4.5, 5.7), False), ((5.7, 7.0), True),
 )
+# Class-specific body textures (``body_textures: "class"``): the k-th class of ``classes`` gets
+# texture k; each is zero-mean with the shared gratings' energy (std 0.5 / sqrt 2), random
+# orientation, period and phase per object, and is never painted on the background.
+CLASS_BODY_TEXTURES: tuple[str, ...] = (
+    "plaid", "stripes", "dots", "rings", "zigzag", "hatch", "waves", "grid",
+)
+# Not VOC: the scenes rendered again with every discriminative part painted over by its own body
+# (same pixels everywhere else), for the classifier's part-hiding augmentation.
+PART_HIDDEN_DIR = "JPEGImagesPartHidden"
 SPLITS = ("train", "val")
 _SPLIT_YEAR = {"train": 9000, "val": 9001}
 _TMP_PREFIX = ".VOCdevkit.tmp-"
@@ -148,6 +166,10 @@ class SyntheticConfig:
     # +- palette_spread). part_keep_body: fraction of the body grating
     # kept under the part pattern (the part is painted on the body, not cut out of it).
     body_class_bias: float = 0.8
+    # "shared": the body grating comes from the shared pool above; "class": every body carries its
+    # class's CLASS_BODY_TEXTURES entry (plaid / stripes / dots / rings / zigzag ...), so the body
+    # alone tells the class and a classifier trained with its parts hidden must read the body.
+    body_textures: str = "shared"
     # Mean shift of the body colour along its class's colour axis (0..255 units): weak class
     # evidence spread over the whole body. Measured (README): the classifier learns the classes
     # faster with it, but transformer attribution still concentrates on the part.
@@ -167,7 +189,7 @@ class SyntheticConfig:
     noise_sigma: float = 4.0
     illumination: float = 0.15         # max relative brightness change of a linear ramp
     # Output: void band half-width (pixels on each side of an instance border), JPEG quality,
-    # whether to write the (non-VOC) SegmentationPart/ diagnostic masks.
+    # whether to write the (non-VOC) SegmentationPart/ masks and JPEGImagesPartHidden/ images.
     void_radius: int = 1
     jpeg_quality: int = 90
     write_parts: bool = True
@@ -189,6 +211,8 @@ class SyntheticConfig:
             raise ValueError(f"size_range must satisfy 32 <= lo <= hi, got {self.size_range}")
         if self.image_size is not None and min(self.image_size) < 32:
             raise ValueError(f"image_size sides must be >= 32, got {self.image_size}")
+        if self.body_textures not in ("shared", "class"):
+            raise ValueError(f"body_textures must be 'shared' or 'class', got {self.body_textures!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("jpeg_quality must be in 1..100")
 
@@ -368,6 +392,43 @@ def _grating(rng: np.random.Generator, texture: int, yy: np.ndarray, xx: np.ndar
     return 0.5 * np.tanh(sharp * s) / np.tanh(sharp)
 
 
+def _class_texture(rng: np.random.Generator, name: str, yy: np.ndarray, xx: np.ndarray,
+                   centre: tuple[float, float]) -> np.ndarray:
+    """Class-specific body texture ``name`` (:data:`CLASS_BODY_TEXTURES`) with one random
+    orientation, period and phase; zero mean and the std of a [-0.5, 0.5] sinusoid (0.354) over
+    the frame, i.e. the same energy as the shared gratings."""
+    theta = rng.uniform(0.0, np.pi)
+    period = rng.uniform(4.5, 6.5)
+    phase = rng.uniform(0.0, 2 * np.pi)
+    t = xx * np.cos(theta) + yy * np.sin(theta)
+    n = -xx * np.sin(theta) + yy * np.cos(theta)
+    k = 2 * np.pi / period
+    if name == "plaid":        # two crossed gratings
+        f = np.sin(k * t + phase) + np.sin(k * n + phase)
+    elif name == "stripes":    # thin bright bars (duty cycle 1/4), wider period
+        f = ((t / (1.5 * period) + phase / (2 * np.pi)) % 1.0 < 0.25).astype(np.float64)
+    elif name == "dots":       # lattice of round dots
+        du = (t / period + phase / (2 * np.pi)) % 1.0 - 0.5
+        dv = (n / period) % 1.0 - 0.5
+        f = np.clip(0.3 - np.sqrt(du**2 + dv**2), 0.0, None)
+    elif name == "rings":      # concentric rings around the object centre
+        r = np.hypot(yy - centre[0], xx - centre[1])
+        f = np.sin(k * r + phase)
+    elif name == "zigzag":     # stripes displaced by a triangle wave
+        tri = np.abs((n / (2 * period)) % 1.0 - 0.5) * 2 * period
+        f = np.sign(np.sin(k * (t + tri) + phase))
+    elif name == "hatch":      # diagonal cross-hatch of thin lines
+        f = np.maximum(np.cos(k * (t + n) / np.sqrt(2)), np.cos(k * (t - n) / np.sqrt(2))) ** 8
+    elif name == "waves":      # strongly curved gratings
+        f = np.sin(k * (t + 0.6 * period * np.sin(2 * np.pi * n / (2.5 * period))) + phase)
+    elif name == "grid":       # square grid of thin lines
+        f = np.maximum(np.cos(k * t + phase), np.cos(k * n)) ** 6
+    else:
+        raise ValueError(f"unknown body texture {name!r}")
+    f = f - f.mean()
+    return f * (0.5 / np.sqrt(2)) / (f.std() + 1e-12)
+
+
 def _shape_alpha(cy: float, cx: float, radius: float, amps: np.ndarray, phases: np.ndarray,
                  rot: float, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     """Anti-aliased coverage (0..1) of a radial-Fourier shape centred at (cy, cx)."""
@@ -426,7 +487,8 @@ def render_scene(rng: np.random.Generator, cfg: SyntheticConfig | None = None,
         list of ``(class_id, (xmin, ymin, xmax, ymax))`` per visible instance in painting order
         with the VOC 1-based inclusive box of its visible pixels; with ``return_aux`` a 4th item
         ``{"instances": H x W uint8 (0 bg, k = objects[k-1], 255 void), "parts": H x W uint8
-        (k on the visible discriminative part of instance k), "truncated": [bool per object]}``.
+        (k on the visible discriminative part of instance k), "truncated": [bool per object],
+        "part_hidden": H x W x 3 uint8, the same scene with every part painted over by its body}``.
         An object that cannot be placed visibly enough after retries is dropped (never the first).
     """
     cfg = cfg or SyntheticConfig()
@@ -445,6 +507,7 @@ def render_scene(rng: np.random.Generator, cfg: SyntheticConfig | None = None,
     if class_ids is None:
         class_ids = _draw_classes(rng, cfg, n_objects)
     pattern_of = {cid: PART_PATTERNS[k] for k, cid in enumerate(cfg.class_ids)}
+    class_texture_of = {cid: CLASS_BODY_TEXTURES[k] for k, cid in enumerate(cfg.class_ids)}
     texture_of = {cid: k % len(BODY_TEXTURES) for k, cid in enumerate(cfg.class_ids)}
 
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -453,6 +516,7 @@ def render_scene(rng: np.random.Generator, cfg: SyntheticConfig | None = None,
     palette = np.clip(mean + rng.normal(0, cfg.palette_spread, size=(cfg.n_palette, 3)), 20, 235)
     smooth, img = _background(rng, cfg, h, w, palette)
     _distractors(rng, cfg, img, smooth, yy, xx)
+    hidden = img.copy()  # the same scene with every part painted over by its body
 
     inst = np.zeros((h, w), dtype=np.int32)      # painted instance id (painting order)
     parts = np.zeros((h, w), dtype=np.int32)     # instance id on its part pixels
@@ -513,14 +577,18 @@ def render_scene(rng: np.random.Generator, cfg: SyntheticConfig | None = None,
         # with a grating from the shared texture pool.
         own = np.clip(mean + rng.normal(0, cfg.palette_spread, size=3), 20, 235)  # same law as palette
         body_mean = cfg.body_bg_blend * smooth + (1 - cfg.body_bg_blend) * own
-        if rng.random() < cfg.body_class_bias:
-            tex = texture_of[cid]
+        if cfg.body_textures == "class":
+            grating = _class_texture(rng, class_texture_of[cid], yy, xx, (cy, cx))
         else:
-            tex = int(rng.integers(len(BODY_TEXTURES)))
-        grating = _grating(rng, tex, yy, xx)
+            if rng.random() < cfg.body_class_bias:
+                tex = texture_of[cid]
+            else:
+                tex = int(rng.integers(len(BODY_TEXTURES)))
+            grating = _grating(rng, tex, yy, xx)
         class_axis = _unit(PART_COLOUR_AXES[cfg.class_ids.index(cid) % len(PART_COLOUR_AXES)])
         body_mean = body_mean + cfg.body_tint * class_axis
         body = body_mean + cfg.body_contrast * grating[..., None] * _colour_direction(rng)
+        hidden += alpha[..., None] * (body - hidden)
         pat = _pattern(pattern_of[cid], u, v, 1.0 / rp) - 0.5 + cfg.part_tint
         pdir = _unit(cfg.part_colour_bias * class_axis + (1 - cfg.part_colour_bias) * _colour_direction(rng))
         body += palpha[..., None] * (cfg.part_contrast * pat[..., None] * pdir
@@ -536,8 +604,10 @@ def render_scene(rng: np.random.Generator, cfg: SyntheticConfig | None = None,
     # Illumination ramp and pixel noise over everything.
     ang = rng.uniform(0, 2 * np.pi)
     ramp = ((xx - w / 2) * np.cos(ang) + (yy - h / 2) * np.sin(ang)) / (0.5 * np.hypot(h, w))
-    img *= (1.0 + cfg.illumination * rng.uniform(-1, 1) * ramp)[..., None]
-    img += rng.normal(0.0, cfg.noise_sigma, size=img.shape)
+    gain = (1.0 + cfg.illumination * rng.uniform(-1, 1) * ramp)[..., None]
+    noise = rng.normal(0.0, cfg.noise_sigma, size=img.shape)
+    img = img * gain + noise
+    hidden = hidden * gain + noise
     img_u8 = np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
     # Relabel the visible instances 1..n in painting order; class mask; void band.
@@ -561,7 +631,8 @@ def render_scene(rng: np.random.Generator, cfg: SyntheticConfig | None = None,
     if not return_aux:
         return img_u8, mask, objects
     inst_out[band] = IGNORE_INDEX
-    return img_u8, mask, objects, {"instances": inst_out, "parts": parts_out, "truncated": truncated}
+    return img_u8, mask, objects, {"instances": inst_out, "parts": parts_out, "truncated": truncated,
+                                   "part_hidden": np.clip(np.rint(hidden), 0, 255).astype(np.uint8)}
 
 
 # --------------------------------------------------------------------------- file writing
@@ -673,6 +744,7 @@ def generate_voc(root: str | os.PathLike, cfg: SyntheticConfig | None = None, *,
                                      "Annotations", "ImageSets/Segmentation", "ImageSets/Main")}
         if cfg.write_parts:
             dirs["SegmentationPart"] = voc / "SegmentationPart"
+            dirs[PART_HIDDEN_DIR] = voc / PART_HIDDEN_DIR
         for d in dirs.values():
             d.mkdir(parents=True)
         ids: dict[str, list[str]] = {}
@@ -696,6 +768,8 @@ def generate_voc(root: str | os.PathLike, cfg: SyntheticConfig | None = None, *,
                 (dirs["SegmentationObject"] / f"{image_id}.png").write_bytes(_encode_palette_png(aux["instances"]))
                 if cfg.write_parts:
                     (dirs["SegmentationPart"] / f"{image_id}.png").write_bytes(_encode_palette_png(aux["parts"]))
+                    (dirs[PART_HIDDEN_DIR] / f"{image_id}.jpg").write_bytes(
+                        _encode_jpeg(aux["part_hidden"], cfg.jpeg_quality))
                 (dirs["Annotations"] / f"{image_id}.xml").write_text(
                     _annotation_xml(image_id, h, w, objects, aux["truncated"]))
                 ids[split].append(image_id)

@@ -23,7 +23,8 @@ def main(args, params) -> None:
         for k, image_id in enumerate(r.ids):
             ids.append(image_id)
             grids.append(r.read(k, "labels"))
-    model = AffinityModel(load_classifier(args.classifier, "cpu"), stride=aff["feature_stride"])
+    model = AffinityModel(load_classifier(args.classifier, "cpu"), stride=aff["feature_stride"],
+                          features=aff["features"])
     dataset = affinity_dataset(params["voc_root"], ids, grids, aff, augment=True)
     resume = resume_path(args.resume_dir, "affinitynet", params)
     history = train_affinity(model, dataset, epochs=aff["epochs"], batch_size=aff["batch_size"], lr=aff["lr"],

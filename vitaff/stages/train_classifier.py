@@ -24,7 +24,7 @@ def main(args, params) -> None:
     cls = params["classifier"]
     train_index, eval_index = read_index(args.train_index), read_index(args.eval_index)
     train_set = ClassificationSet(params["voc_root"], train_index["id"], train_index["labels"], cls["img_size"],
-                                  augment=True, color_jitter=cls["color_jitter"])
+                                  augment=True, color_jitter=cls["color_jitter"], part_hiding=cls["part_hiding"])
     eval_set = ClassificationSet(params["voc_root"], eval_index["id"], eval_index["labels"], cls["img_size"])
     model = build_classifier(cls)
     settings = TrainSettings(epochs=cls["epochs"], batch_size=cls["batch_size"], lr=cls["lr"], momentum=cls["momentum"],

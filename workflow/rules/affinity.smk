@@ -7,7 +7,7 @@ rule affinity_labels:
     output:
         directory("results/affinity_labels/{split}/shard_{shard}.zarr"),
     params:
-        args=stage_params("affinity"),
+        args=stage_params(affinity={"feature_stride": CFG["affinity"]["feature_stride"]}),  # the grid only
         code=code_hash("vitaff/affinity.py", "vitaff/stages/affinity_labels.py", *COMMON_CODE),
     threads: 1
     log:

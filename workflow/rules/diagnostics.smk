@@ -29,7 +29,9 @@ rule walk_ceiling:
     output:
         report("results/walk_ceiling.csv", category="Results", caption="../report/walk_ceiling.rst"),
     params:
-        args=stage_params("dataset", "seeds", "affinity", "random_walk"),
+        # only the grid keys of affinity: retraining AffinityNet does not change the ceiling
+        args=stage_params("dataset", "seeds", "random_walk",
+                          affinity={k: CFG["affinity"][k] for k in ("feature_stride", "radius")}),
         inputs=score_args,
         code=code_hash("vitaff/diagnostics/walk_ceiling.py", "vitaff/diagnostics/stages/walk_ceiling.py", "vitaff/random_walk.py",
                        "vitaff/affinity.py", "vitaff/metrics.py", "vitaff/seeds.py", "vitaff/stages/score.py",

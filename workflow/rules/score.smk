@@ -1,9 +1,11 @@
-# Paper step 7: mIoU of seeds, CRF baseline and random walk on the eval and train splits (SPEC 6).
+# Paper step 7: mIoU of seeds, CRF baseline and random walk on the eval and train splits (SPEC 6),
+# with the walk ceiling (the walk with ground-truth affinity, diagnostics.smk) beside them.
 rule score:
     input:
         **{key: paths for key, paths in score_inputs().items() if not key.endswith(":random_walk")},
         **pseudo_label_dirs(),
         **scored_indexes(),
+        ceiling="results/walk_ceiling.csv",
     output:
         report("results/voc_miou.csv", category="Results", caption="../report/voc_miou.rst"),
     params:
@@ -11,7 +13,7 @@ rule score:
         # the random-walk row scores the pseudo-label PNGs, the files users train on
         inputs=lambda wildcards, input: " ".join(
             f"{key.replace(':pseudo_labels', ':random_walk')}:{value if isinstance(value, str) else ','.join(value)}"
-            for key, value in input.items() if not key.startswith("index:")),
+            for key, value in input.items() if not key.startswith("index:") and key != "ceiling"),
         indexes=lambda wildcards, input: " ".join(
             f"{key.split(':', 1)[1]}:{value}" for key, value in input.items() if key.startswith("index:")),
         code=code_hash("vitaff/metrics.py", "vitaff/seeds.py", "vitaff/stages/score.py", "vitaff/data/voc.py", *COMMON_CODE),
@@ -22,4 +24,4 @@ rule score:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.score --params {params.args:q} --threads {threads} --inputs {params.inputs}"
-        " --indexes {params.indexes} --out {output} > {log} 2>&1"
+        " --indexes {params.indexes} --ceiling {input.ceiling} --out {output} > {log} 2>&1"
