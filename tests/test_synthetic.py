@@ -157,7 +157,7 @@ def test_foreign_voc_dir_refused(tmp_path):
 
 
 def test_atomic_leftover_and_interruption(tmp_path, monkeypatch):
-    import vitaff.data.synthetic as synthetic
+    import vitaff.data.synthetic.files as synthetic
 
     # A leftover temporary directory from a killed run does not count as a dataset ...
     leftover = tmp_path / ".VOCdevkit.tmp-dead"
@@ -242,7 +242,8 @@ def test_cli(tmp_path, capsys):
 def test_class_body_textures_knob():
     """body_textures="class": each class's bodies carry their own texture (zero mean, the shared
     gratings' energy); the default "shared" keeps the pool; a bad value is refused."""
-    from vitaff.data.synthetic import CLASS_BODY_TEXTURES, _class_texture
+    from vitaff.data.synthetic import CLASS_BODY_TEXTURES
+    from vitaff.data.synthetic.textures import _class_texture
 
     yy, xx = np.mgrid[0:96, 0:96].astype(np.float64)
     for name in CLASS_BODY_TEXTURES:
@@ -299,6 +300,6 @@ def test_part_hidden_images(tiny):
 def io_bytes(img, quality):
     import io
 
-    from vitaff.data.synthetic import _encode_jpeg
+    from vitaff.data.synthetic.files import _encode_jpeg
 
     return io.BytesIO(_encode_jpeg(img, quality))

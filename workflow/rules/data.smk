@@ -6,7 +6,7 @@ rule make_synthetic_dataset:
         f"{VOC_ROOT}/synthetic.json",
     params:
         args=to_json(CFG["synthetic"]),
-        code=code_hash("vitaff/data/synthetic.py", "vitaff/stages/make_dataset.py", *COMMON_CODE),
+        code=code_hash("vitaff/data/synthetic", "vitaff/stages/make_dataset.py", *COMMON_CODE),
     threads: 1
     log:
         "results/logs/make_synthetic_dataset.log",

@@ -12,7 +12,7 @@ rule explain_embedded_data:
         f"{EXPLAIN_DIR}/explain_sets.json",
     params:
         args=to_json({"explain": {"embedded": EXPLAIN["embedded"]}}),
-        code=code_hash("vitaff/data/imagenet_seg.py", "vitaff/data/synthetic.py", "vitaff/explain_eval.py",
+        code=code_hash("vitaff/data/imagenet_seg.py", "vitaff/data/synthetic", "vitaff/explain_eval.py",
                        "vitaff/stages/explain_data.py", *COMMON_CODE),
     threads: 1
     log:
