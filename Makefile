@@ -28,6 +28,8 @@ lint: install
 
 bench: install
 	python bench/explain.py
+	python bench/reference_diff.py
+	python bench/seeds.py
 	python bench/wsss_ops.py
 
 clean:
