@@ -91,17 +91,17 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, math.ceil(w / multiple) * multiple - w, 0, math.ceil(h / multiple) * multiple - h))
 
 
-class AffinityCropSet(Dataset):
-    """Image crops with their affinity label-grid crops; crops start on multiples of the stride."""
+class _AffinityImageSet(Dataset):
+    """Training images (colour-jittered when ``augment``, normalised) with their label grids."""
 
-    def __init__(self, voc_root, ids, label_grids, crop: int, stride: int, augment: bool = True,
+    def __init__(self, voc_root, ids, label_grids, size: int, stride: int, augment: bool = True,
                  color_jitter=(0.3, 0.3, 0.3, 0.1)):
-        if crop % stride:
-            raise ValueError(f"affinity.crop_size {crop} must be a multiple of affinity.feature_stride {stride}")
+        if size % stride:
+            raise ValueError(f"affinity.crop_size {size} must be a multiple of affinity.feature_stride {stride}")
         self.root = Path(voc_root)
         self.ids = list(ids)
         self.grids = label_grids
-        self.crop, self.stride, self.augment = crop, stride, augment
+        self.size, self.stride, self.augment = size, stride, augment
         from torchvision.transforms import v2
         b, c, s, h = color_jitter
         self.jitter = v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)
@@ -109,13 +109,25 @@ class AffinityCropSet(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int):
+    def image_and_grid(self, i: int, resize_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = to_tensor(load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg"))
+        if resize_to:
+            x = resize(x, resize_to).clamp_(0, 1)
         if self.augment:
             x = self.jitter(x).clamp_(0, 1)
-        x = normalise(x)
-        grid = torch.from_numpy(np.asarray(self.grids[i], dtype=np.int64))
-        gc = self.crop // self.stride
+        return normalise(x), torch.from_numpy(np.asarray(self.grids[i], dtype=np.int64))
+
+
+class AffinityCropSet(_AffinityImageSet):
+    """Image crops with their affinity label-grid crops; crops start on multiples of the stride (psa)."""
+
+    def __init__(self, voc_root, ids, label_grids, crop: int, stride: int, augment: bool = True,
+                 color_jitter=(0.3, 0.3, 0.3, 0.1)):
+        super().__init__(voc_root, ids, label_grids, crop, stride, augment, color_jitter)
+
+    def __getitem__(self, i: int):
+        x, grid = self.image_and_grid(i)
+        gc = self.size // self.stride
         # pad image and grid to at least the crop (grid cells beyond the image are neutral)
         gh, gw = max(grid.shape[0], gc), max(grid.shape[1], gc)
         grid = F.pad(grid, (0, gw - grid.shape[1], 0, gh - grid.shape[0]), value=IGNORE)
@@ -130,36 +142,21 @@ class AffinityCropSet(Dataset):
         return x, grid
 
 
-class AffinityResizedSet(Dataset):
+class AffinityResizedSet(_AffinityImageSet):
     """Whole images resized to ``size`` x ``size`` with their ``size/stride`` square label grids
     (the study's code: no crops, flip and colour jitter)."""
 
     def __init__(self, voc_root, ids, label_grids, size: int, stride: int, augment: bool = True,
                  color_jitter=(0.3, 0.3, 0.3, 0.1)):
-        if size % stride:
-            raise ValueError(f"affinity.crop_size {size} must be a multiple of affinity.feature_stride {stride}")
-        self.root = Path(voc_root)
-        self.ids = list(ids)
-        self.grids = label_grids
-        self.size, self.stride, self.augment = size, stride, augment
+        super().__init__(voc_root, ids, label_grids, size, stride, augment, color_jitter)
         for image_id, grid in zip(self.ids, self.grids):
             if tuple(np.shape(grid)) != (size // stride, size // stride):
                 raise ValueError(f"affinity label grid of {image_id} is {np.shape(grid)}, expected "
                                  f"{size // stride} x {size // stride}: the labels were made for another "
                                  "affinity.input / crop_size; delete results/affinity_labels and rerun")
-        from torchvision.transforms import v2
-        b, c, s, h = color_jitter
-        self.jitter = v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
     def __getitem__(self, i: int):
-        x = resize(to_tensor(load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")), self.size)
-        if self.augment:
-            x = self.jitter(x.clamp(0, 1)).clamp_(0, 1)
-        x = normalise(x)
-        grid = torch.from_numpy(np.asarray(self.grids[i], dtype=np.int64))
+        x, grid = self.image_and_grid(i, resize_to=self.size)
         if self.augment and torch.rand(()) < 0.5:
             x, grid = x.flip(-1), grid.flip(-1)
         return x, grid
