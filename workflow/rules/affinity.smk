@@ -7,7 +7,8 @@ rule affinity_labels:
     output:
         directory("results/affinity_labels/{split}/shard_{shard}.zarr"),
     params:
-        args=stage_params(affinity={"feature_stride": CFG["affinity"]["feature_stride"]}),  # the grid only
+        # the grid keys only: retraining AffinityNet does not rerun the labels
+        args=stage_params(affinity={k: CFG["affinity"][k] for k in ("feature_stride", "input", "crop_size")}),
         code=code_hash("vitaff/affinity.py", "vitaff/stages/affinity_labels.py", *COMMON_CODE),
     threads: 1
     log:
