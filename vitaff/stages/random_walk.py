@@ -28,11 +28,11 @@ def main(args, params) -> None:
     model = load_affinity_model(args.affinitynet, args.classifier, device)
     seeds = ImageShardReader(args.seeds)
     voc = Path(params["voc_root"])
+    resized = aff["input"] == "resize"  # the study: walk on the image resized to crop_size
     with writing_store(args.out) as group:
         writer = ImageShardWriter(group, seeds.ids, seeds.sizes, {"labels": (None, "uint8")}, classes=seeds.classes)
         for k, image_id in enumerate(tqdm(seeds.ids, desc=f"random walk {Path(args.out).name}", mininterval=10)):
             image = load_image(voc / "JPEGImages" / f"{image_id}.jpg")
-            resized = aff["input"] == "resize"
             affinity = image_affinity(model, image, aff["radius"], device, resize_to=aff["crop_size"] if resized else None)
             maps = seeds.read(k, "maps").astype(np.float32)
             labels = refine_seeds(maps, seeds.classes[k], affinity, stride=aff["feature_stride"], radius=aff["radius"],

@@ -83,9 +83,12 @@ def scored_indexes():
 
 
 def pseudo_label_dirs():
-    """``<scored split>:pseudo_labels`` -> the PNG directory of the split holding its images."""
-    return {f"{scored}:pseudo_labels": f"results/pseudo_labels/{source}" for scored, source in sorted(SCORED_FROM.items())}
+    """``<scored split>:random_walk`` -> the pseudo-label PNG directory of the split holding its
+    images (the random-walk rows score the files users train on)."""
+    return {f"{scored}:random_walk": f"results/pseudo_labels/{source}" for scored, source in sorted(SCORED_FROM.items())}
 
 
 def score_args(wildcards, input):
-    return " ".join(f"{key}:{','.join(paths)}" for key, paths in input.items())
+    """``split:stage:path,path`` for every ``split:stage`` input (other named inputs are left out)."""
+    return " ".join(f"{key}:{value if isinstance(value, str) else ','.join(value)}"
+                    for key, value in input.items() if key.split(":", 1)[-1] in STAGE_DIRS)

@@ -10,10 +10,7 @@ rule score:
         report("results/voc_miou.csv", category="Results", caption="../report/voc_miou.rst"),
     params:
         args=stage_params("dataset", "seeds"),
-        # the random-walk row scores the pseudo-label PNGs, the files users train on
-        inputs=lambda wildcards, input: " ".join(
-            f"{key.replace(':pseudo_labels', ':random_walk')}:{value if isinstance(value, str) else ','.join(value)}"
-            for key, value in input.items() if not key.startswith("index:") and key != "ceiling"),
+        inputs=score_args,
         indexes=lambda wildcards, input: " ".join(
             f"{key.split(':', 1)[1]}:{value}" for key, value in input.items() if key.startswith("index:")),
         code=code_hash("vitaff/metrics.py", "vitaff/seeds.py", "vitaff/stages/score.py", "vitaff/data/voc.py", *COMMON_CODE),
