@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
-CORES ?= 8
+CORES ?= all
 export PATH := $(BIN):$(PATH)
 
 .PHONY: install run test test-slow lint bench clean

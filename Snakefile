@@ -1,5 +1,5 @@
 # vitaff: weakly-supervised semantic segmentation from ViT relevance seeds + AffinityNet.
-# Main job:  snakemake --cores 8 results/voc_miou.csv
+# Main job:  snakemake --cores all results/voc_miou.csv
 # One rule file per paper stage in workflow/rules/; all logic lives in the vitaff package.
 import sys
 

@@ -190,6 +190,31 @@ def test_cores_are_shared_between_shards(tmp_path):
     assert threads["crf"] == threads["affinity_labels"] == threads["dataset_index"] == {1}
 
 
+def test_more_cores_than_cpus_are_capped_at_the_cpus(tmp_path):
+    """--cores above this machine's CPUs: the scheduler's budget is the CPUs (Snakemake runs jobs while
+    their threads sum to the budget, so --cores 8 on 2 CPUs ran 4 threads on 2 cores); --cores all
+    and a cluster executor are left alone."""
+    from snakemake.utils import available_cpu_count
+
+    cpus = available_cpu_count()
+    write_tiny_config(tmp_path)
+    proc = _snakemake(tmp_path, "-n", "--cores", str(cpus + 6), "--", "results/voc_miou.csv")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"--cores {cpus + 6} capped at this machine's {cpus} CPUs" in proc.stdout + proc.stderr
+    proc = _snakemake(tmp_path, "-n", "--cores", "all", "--", "results/voc_miou.csv")
+    assert proc.returncode == 0 and "capped" not in proc.stdout + proc.stderr
+
+
+def test_main_target_does_not_wait_for_the_walk_ceiling(tmp_path):
+    """The walk ceiling (a diagnostic as long as AffinityNet's training) is built by `all` only."""
+    write_tiny_config(tmp_path)
+    main = _snakemake(tmp_path, "-n", "--cores", "2", "--", "results/voc_miou.csv")
+    everything = _snakemake(tmp_path, "-n", "--cores", "2", "--", "all")
+    assert main.returncode == everything.returncode == 0, main.stdout + main.stderr
+    assert "rule walk_ceiling:" not in main.stdout and "rule score:" in main.stdout
+    assert "rule walk_ceiling:" in everything.stdout
+
+
 @pytest.mark.parametrize("torch_first, n", [(True, 3), (False, 3), (False, 1)])
 def test_cli_gives_torch_the_threads(torch_first, n):
     """--threads N: torch's intra-op threads are N, whether the stage imported torch before run() or

@@ -83,21 +83,3 @@ def test_ceiling_powers_and_best_power_on_train():
     assert best_bg_power(table, tolerance=1.0) == 32.0
     with pytest.raises(ValueError, match="no random_walk_gt_affinity"):
         best_bg_power(table, "test")
-
-
-def test_score_adds_the_ceiling_at_the_configured_power(tmp_path):
-    import pandas as pd
-
-    from vitaff.data.voc import VOC_CLASSES
-    from vitaff.stages.score import CEILING_STAGE, ceiling_rows
-
-    cls = {c: 1.0 for c in VOC_CLASSES}
-    rows = [{"stage": "seeds", "split": "val", "n_images": 3, **cls, "mIoU": 40.0, "bg_power": np.nan, "used": False}]
-    for power, miou in ((4.0, 30.0), (32.0, 55.0)):
-        rows.append({"stage": "random_walk_gt_affinity", "split": "val", "n_images": 3, **cls, "mIoU": miou,
-                     "bg_power": power, "used": power == 32.0})
-    path = tmp_path / "walk_ceiling.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
-    out = ceiling_rows(path)
-    assert len(out) == 1 and out[0]["stage"] == CEILING_STAGE and out[0]["mIoU"] == 55.0
-    assert list(out[0]) == ["stage", "split", "n_images", *VOC_CLASSES, "mIoU"]

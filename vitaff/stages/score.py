@@ -6,14 +6,10 @@ The eval split is the study's Table 4; the train-score split is the pseudo-label
 reports (the 1,464 train ids with the official masks, read from the train_aug stores on the real
 run). One row per (stage, split), one column per class plus mIoU, all in percent. Confusion
 matrices are summed over shards (exact gathering).
-baseline), ``random_walk`` (AffinityNet refinement). The eval split is the study's Table 4; the
-train split is the pseudo-label quality that psa reports. One row per (stage, split), one column
-per class plus mIoU, all in percent. Confusion matrices are summed over shards (exact gathering).
 
-With ``--ceiling`` (the ``walk_ceiling`` diagnostic's CSV) a ``walk_ceiling`` row per split is added:
-the same random walk on the same seeds with ground-truth instance affinity at the configured
-background power, i.e. how much room the seeds leave the refinement (see
-:mod:`vitaff.diagnostics.walk_ceiling`).
+The walk with ground-truth affinity (the ``walk_ceiling`` diagnostic) is not scored here: its rows
+are in its own ``results/walk_ceiling.csv`` (``used`` marks the configured background power), so the
+main result does not wait for it.
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ from vitaff.stages.dataset_index import read_index
 from vitaff.store import open_shards, write_csv
 
 STAGES = ("seeds", "crf", "random_walk")
-CEILING_STAGE = "walk_ceiling"
 
 
 def stage_prediction(stage: str, reader, k: int, bg_threshold: float) -> np.ndarray:
@@ -84,14 +79,6 @@ def score_row(stage: str, split: str, acc: ConfusionAccumulator, n: int) -> dict
     return {"stage": stage, "split": split, "n_images": n, **dict(zip(VOC_CLASSES, iou)), "mIoU": np.nanmean(iou)}
 
 
-def ceiling_rows(path) -> list[dict]:
-    """The ``walk_ceiling.csv`` rows walked at the configured background power, as score rows."""
-    table = pd.read_csv(path)
-    used = table[(table["stage"] == "random_walk_gt_affinity") & table["used"].astype(bool)]
-    columns = ["stage", "split", "n_images", *VOC_CLASSES, "mIoU"]
-    return [{**row, "stage": CEILING_STAGE} for row in used[columns].to_dict("records")]
-
-
 def main(args, params) -> None:
     rows = []
     voc = Path(params["voc_root"])
@@ -100,10 +87,8 @@ def main(args, params) -> None:
         ids = list(read_index(indexes[split])["id"]) if split in indexes else None
         acc, n = score_stage(stage, paths, voc, params["dataset"]["mask_dir"], params["seeds"]["bg_threshold"], ids)
         rows.append(score_row(stage, split, acc, n))
-    if getattr(args, "ceiling", None):
-        rows += ceiling_rows(args.ceiling)
     frame = pd.DataFrame(rows)
-    order = {s: i for i, s in enumerate((*STAGES, CEILING_STAGE))}
+    order = {s: i for i, s in enumerate(STAGES)}
     frame = frame.sort_values(["split", "stage"], key=lambda col: col.map(order) if col.name == "stage" else col)
     write_csv(frame.round(2), args.out)
 
@@ -122,5 +107,4 @@ def parse_inputs(values):
 if __name__ == "__main__":
     p = _cli.split_stores_parser(__doc__)
     p.add_argument("--indexes", nargs="*", help="split:index.csv of the scored splits (the ids each score counts)")
-    p.add_argument("--ceiling", default=None, help="walk_ceiling.csv: add its rows at the configured bg_power")
     _cli.run(main, p)

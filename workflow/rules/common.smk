@@ -3,6 +3,7 @@ import hashlib
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import available_cpu_count
 
 from vitaff.config import effective_config, to_json, uses_embedded_dataset, voc_root
@@ -37,11 +38,31 @@ def code_hash(*paths):
     return digest.hexdigest()[:16]
 
 
+def cap_local_cores():
+    """A local run never schedules more threads at once than this machine has CPUs, whatever --cores
+    says: Snakemake starts jobs while their threads sum to at most its core budget, so --cores 8 on 2
+    CPUs ran two 2-thread jobs side by side and every job spun on a shared core (AffinityNet: 4x
+    its CPU time alone). Cluster runs are left alone: their jobs hold their own nodes' CPUs."""
+    if not workflow.local_exec:
+        return
+    try:
+        cores = workflow.cores
+    except WorkflowError:
+        return
+    cpus = available_cpu_count()
+    if cores > cpus:
+        workflow.global_resources["_cores"] = cpus  # the scheduler's budget and workflow.cores
+        logger.info(f"--cores {cores} capped at this machine's {cpus} CPUs (no more threads at once than CPUs)")
+
+
+cap_local_cores()
+
+
 def job_threads(side_by_side=1):
-    """`threads:` of a computing rule: the run's --cores (at most the CPUs this machine has) shared by
-    the jobs of the rule that run side by side (the shards of a split), at least 1; the stage gives
-    them to torch (--threads, vitaff/stages/_cli.py). A cluster run without --cores gets 1 here:
-    profiles/slurm's set-threads sizes its jobs."""
+    """`threads:` of a computing rule: the run's --cores (at most the CPUs this machine has,
+    cap_local_cores) shared by the jobs of the rule that run side by side (the shards of a split),
+    at least 1; the stage gives them to torch (--threads, vitaff/stages/_cli.py). A cluster run
+    without --cores gets 1 here: profiles/slurm's set-threads sizes its jobs."""
     try:
         cores = workflow.cores
     except WorkflowError:
