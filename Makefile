@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 CORES ?= all
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test test-slow lint bench clean
+.PHONY: install run test test-slow lint bench bench-pipeline clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: install
 	python bench/reference_diff.py
 	python bench/seeds.py
 	python bench/wsss_ops.py
+
+# wall and CPU seconds per rule of the last run, from results/benchmarks/ (bench/pipeline_times.py)
+bench-pipeline:
+	python bench/pipeline_times.py
 
 clean:
 	rm -rf results/* .snakemake data/synthetic

@@ -13,6 +13,8 @@ rule affinity_labels:
     threads: 1
     log:
         "results/logs/affinity_labels/{split}_{shard}.log",
+    benchmark:
+        "results/benchmarks/affinity_labels/{split}_{shard}.tsv"
     conda:
         "../../envs/vitaff.yaml"
     shell:

@@ -10,6 +10,8 @@ rule make_synthetic_dataset:
     threads: 1
     log:
         "results/logs/make_synthetic_dataset.log",
+    benchmark:
+        "results/benchmarks/make_synthetic_dataset.tsv"
     conda:
         "../../envs/vitaff.yaml"
     shell:
@@ -28,6 +30,8 @@ rule dataset_index:
     threads: 1
     log:
         "results/logs/dataset_index/{split}.log",
+    benchmark:
+        "results/benchmarks/dataset_index/{split}.tsv"
     conda:
         "../../envs/vitaff.yaml"
     shell:

@@ -15,6 +15,8 @@ rule seed_mass:
     threads: 1
     log:
         "results/logs/seed_mass.log",
+    benchmark:
+        "results/benchmarks/seed_mass.tsv"
     conda:
         "../../envs/vitaff.yaml"
     shell:

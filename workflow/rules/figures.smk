@@ -14,6 +14,8 @@ rule figures:
     threads: job_threads()
     log:
         "results/logs/figures.log",
+    benchmark:
+        "results/benchmarks/figures.tsv"
     conda:
         "../../envs/vitaff.yaml"
     shell:

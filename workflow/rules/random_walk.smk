@@ -39,6 +39,8 @@ rule pseudo_labels:
     threads: 1
     log:
         "results/logs/pseudo_labels/{split}.log",
+    benchmark:
+        "results/benchmarks/pseudo_labels/{split}.tsv"
     conda:
         "../../envs/vitaff.yaml"
     shell:

@@ -17,6 +17,8 @@ rule score:
     threads: 1
     log:
         "results/logs/score.log",
+    benchmark:
+        "results/benchmarks/score.tsv"
     conda:
         "../../envs/vitaff.yaml"
     shell:
