@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 CORES ?= all
+# make run SEED=1: the main job with config `seed` 1 (training, crops, jitter; the dataset stays synthetic.seed's)
+SEED ?=
 export PATH := $(BIN):$(PATH)
 
 .PHONY: install run test test-slow lint bench bench-pipeline clean
@@ -18,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	snakemake --cores $(CORES) results/voc_miou.csv
+	snakemake --cores $(CORES) $(if $(SEED),--config seed=$(SEED)) results/voc_miou.csv
 
 test: install
 	python -m pytest -q
