@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	snakemake --cores $(CORES) $(if $(SEED),--config seed=$(SEED)) results/voc_miou.csv
+	snakemake --cores $(CORES) $(if $(SEED),--config seed=$(SEED) --) results/voc_miou.csv
 
 test: install
 	python -m pytest -q
