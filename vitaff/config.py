@@ -15,12 +15,14 @@ from pathlib import Path
 
 import yaml
 
+from vitaff.errors import VitaffError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 EMBEDDED_SECTIONS = ("dataset", "classifier", "seeds", "crf", "affinity", "random_walk")
 
 
-class ConfigError(ValueError):
+class ConfigError(VitaffError, ValueError):
     """A config key or value is invalid; the message names the key."""
 
 

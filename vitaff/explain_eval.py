@@ -32,8 +32,10 @@ import torch
 import torch.nn.functional as F
 
 from vitaff.classifier import normalise, poly_lr
+from vitaff.config import ConfigError
 from vitaff.explain import ALL_METHODS, explain_all, upsample_and_normalise
 from vitaff.metrics import average_precision, confusion_matrix, iou_per_class, pixel_accuracy
+from vitaff.errors import InputError
 from vitaff.training import build_optimizer, checkpoint, restore
 
 log = logging.getLogger(__name__)
@@ -258,11 +260,11 @@ def summarise_perturbation(frame) -> "pd.DataFrame":
 def _check_unique(frame, keys: list[str]) -> None:
     dup = frame.duplicated(keys)
     if dup.any():
-        raise ValueError(f"{int(dup.sum())} duplicated rows over {keys}: overlapping shards?")
+        raise InputError(f"{int(dup.sum())} duplicated rows over {keys}: overlapping shards?")
     idx = np.sort(frame["index"].unique())
     if len(idx) and not np.array_equal(idx, np.arange(len(idx))):
         missing = sorted(set(range(int(idx.max()) + 1)) - set(idx.tolist()))[:10]
-        raise ValueError(f"image indices are not contiguous from 0 (missing e.g. {missing}): a shard is missing")
+        raise InputError(f"image indices are not contiguous from 0 (missing e.g. {missing}): a shard is missing")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -288,7 +290,7 @@ def check_methods(methods: Iterable[str]) -> list[str]:
     methods = list(methods)
     bad = [m for m in methods if m not in ALL_METHODS and m != RANDOM]
     if bad:
-        raise ValueError(f"unknown explanation methods {bad}; valid: {', '.join(ALL_METHODS + (RANDOM,))}")
+        raise ConfigError(f"unknown explanation methods {bad}; valid: {', '.join(ALL_METHODS + (RANDOM,))}")
     return methods
 
 
@@ -386,9 +388,9 @@ def load_eval_model(explain: dict, model_path: str | None, device) -> tuple[torc
         return model, int(model.img_size)
     source = explain.get("checkpoint") or (True if explain.get("pretrained") else None)
     if source is None:
-        raise ValueError("explain.checkpoint is null and explain.pretrained is false: no weights for the real model")
+        raise ConfigError("explain.checkpoint is null and explain.pretrained is false: no weights for the real model")
     model = create_model(explain["model"], num_classes=explain["num_classes"], pretrained=source,
-                         img_size=explain["img_size"])
+                         img_size=explain["img_size"], weights_key="explain.checkpoint")
     return model.to(device).eval(), int(explain["img_size"])
 
 
@@ -399,7 +401,7 @@ def segmentation_data(explain: dict):
     if is_embedded(explain):
         return GtSegs(Path(explain["embedded"]["dir"]) / "gtsegs.mat")
     if not explain.get("gtsegs"):
-        raise ValueError("explain.gtsegs is null but explain.imagenet_val is set: give gtsegs_ijcv.mat to run "
+        raise ConfigError("explain.gtsegs is null but explain.imagenet_val is set: give gtsegs_ijcv.mat to run "
                          "the segmentation test on real data")
     return GtSegs(explain["gtsegs"])
 
@@ -411,7 +413,7 @@ def perturbation_data(explain: dict) -> tuple[list[Path], list[int]]:
     if is_embedded(explain):
         return read_imagenet_val(Path(explain["embedded"]["dir"]) / "classification" / "val")
     if not explain.get("imagenet_val"):
-        raise ValueError("explain.imagenet_val is null but explain.gtsegs is set: give the ImageNet validation "
+        raise ConfigError("explain.imagenet_val is null but explain.gtsegs is set: give the ImageNet validation "
                          "folder to run the perturbation test on real data")
     return read_imagenet_val(explain["imagenet_val"], explain.get("imagenet_labels"))
 

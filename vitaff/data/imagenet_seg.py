@@ -36,6 +36,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from vitaff.errors import VitaffError
+
 __all__ = [
     "ImageNetSegError",
     "GtSegs",
@@ -53,7 +55,7 @@ EMBEDDED_INFO = "explain_sets.json"
 EMBEDDED_VERSION = 1
 
 
-class ImageNetSegError(ValueError):
+class ImageNetSegError(VitaffError, ValueError):
     """Missing or malformed explainability-test data; the message names the file."""
 
 

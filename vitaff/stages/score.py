@@ -6,9 +6,6 @@ The eval split is the study's Table 4; the train-score split is the pseudo-label
 reports (the 1,464 train ids with the official masks, read from the train_aug stores on the real
 run). One row per (stage, split), one column per class plus mIoU, all in percent. Confusion
 matrices are summed over shards (exact gathering).
-baseline), ``random_walk`` (AffinityNet refinement). The eval split is the study's Table 4; the
-train split is the pseudo-label quality that psa reports. One row per (stage, split), one column
-per class plus mIoU, all in percent. Confusion matrices are summed over shards (exact gathering).
 
 With ``--ceiling`` (the ``walk_ceiling`` diagnostic's CSV) a ``walk_ceiling`` row per split is added:
 the same random walk on the same seeds with ground-truth instance affinity at the configured
@@ -24,14 +21,15 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from vitaff.config import ConfigError
 from vitaff.data.voc import NUM_CLASSES, VOC_CLASSES, load_mask
 from vitaff.metrics import ConfusionAccumulator
+from vitaff.scoring import STAGES, parse_inputs, score_row
 from vitaff.seeds import seed_labels
 from vitaff.stages import _cli
-from vitaff.stages.dataset_index import read_index
+from vitaff.data.index import read_index
 from vitaff.store import open_shards, write_csv
 
-STAGES = ("seeds", "crf", "random_walk")
 CEILING_STAGE = "walk_ceiling"
 
 
@@ -55,7 +53,7 @@ def _predictions(stage: str, paths, ids: list[str], bg_threshold: float):
     readers, _ = open_shards(paths)
     missing = wanted - {i for r in readers for i in r.ids}
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"{len(missing)} ids to score (e.g. {sorted(missing)[0]}) are not in the {stage} stores {paths[0]}...; "
             "dataset.train_score_split must be part of dataset.train_split (train is part of train_aug).")
     for reader in readers:
@@ -77,11 +75,6 @@ def score_stage(stage: str, paths, voc_root: Path, mask_dir: str, bg_threshold: 
         acc.update(load_mask(voc_root / mask_dir / f"{image_id}.png", size), pred)
         n += 1
     return acc, n
-
-
-def score_row(stage: str, split: str, acc: ConfusionAccumulator, n: int) -> dict:
-    iou = acc.iou() * 100
-    return {"stage": stage, "split": split, "n_images": n, **dict(zip(VOC_CLASSES, iou)), "mIoU": np.nanmean(iou)}
 
 
 def ceiling_rows(path) -> list[dict]:
@@ -106,17 +99,6 @@ def main(args, params) -> None:
     order = {s: i for i, s in enumerate((*STAGES, CEILING_STAGE))}
     frame = frame.sort_values(["split", "stage"], key=lambda col: col.map(order) if col.name == "stage" else col)
     write_csv(frame.round(2), args.out)
-
-
-def parse_inputs(values):
-    """``split:stage:path1,path2`` items -> (split, stage, [paths])."""
-    out = []
-    for item in values:
-        split, stage, paths = item.split(":", 2)
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
-        out.append((split, stage, paths.split(",")))
-    return out
 
 
 if __name__ == "__main__":
