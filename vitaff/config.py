@@ -30,6 +30,26 @@ def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+_SCHEMA: dict | None = None
+
+
+def schema_default(dotted: str):
+    """The schema's default of a config key (``synthetic.n_train``): Python code that needs the
+    value takes it from here, the one place defaults are written."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = load_schema()
+    node = _SCHEMA
+    for part in dotted.split("."):
+        node = _resolve(node, _SCHEMA).get("properties", {}).get(part)
+        if node is None:
+            raise KeyError(f"{dotted} is not a key of {SCHEMA_PATH}")
+    node = _resolve(node, _SCHEMA)
+    if "default" not in node:
+        raise KeyError(f"{dotted} has no default in {SCHEMA_PATH}")
+    return copy.deepcopy(node["default"])
+
+
 def _resolve(node: dict, schema: dict) -> dict:
     """Follow a local ``$ref`` (``#/definitions/...``) of the schema."""
     while isinstance(node, dict) and "$ref" in node:

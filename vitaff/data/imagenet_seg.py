@@ -238,7 +238,7 @@ class EmbeddedSets:
         # no void band: gtsegs masks are binary
         return SyntheticConfig(seed=self.seed, classes=tuple(self.classes), object_scale=tuple(self.object_scale),
                                part_area=tuple(self.part_area), part_tint=self.part_tint, void_radius=0,
-                               max_objects=1)
+                               max_objects=1, body_textures="shared", body_tint=0.0)
 
 
 _SPLIT_CODE = {"train": 0, "val": 1, "seg": 2}
