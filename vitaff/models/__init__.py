@@ -131,7 +131,8 @@ def create_model(
         return model
     if pretrained is True:
         if name.split(".", 1)[0] in _SYNTHETIC:
-            raise ValueError(f"{name} is a vitaff configuration without published weights; pass a checkpoint path")
+            raise CheckpointError(f"{name} is a vitaff configuration without published weights: set {weights_key} "
+                                  "to a local checkpoint, or pretrained: false")
         import timm
 
         try:
