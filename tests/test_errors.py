@@ -250,3 +250,58 @@ def test_slurm_profile_requests_the_cpus_its_jobs_use():
 def test_default_profile_is_local_and_harmless():
     profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
     assert profile == {"show-failed-logs": True}
+
+
+# --- what a failed job leaves ------------------------------------------------------------------------
+
+def run_stage_main(body: str) -> subprocess.CompletedProcess:
+    """A stage entry point whose main runs ``body``; returns its exit status and stderr (the job's log)."""
+    code = f"""
+from vitaff.stages import _cli
+def main(args, params):
+{body}
+_cli.run(main, _cli.parser("t"), ["--params", "{{}}"])
+"""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=pipeline_env(), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_expected_error_is_one_line_without_traceback():
+    proc = run_stage_main("    from vitaff.config import ConfigError\n"
+                          "    raise ConfigError('seeds.bg_threshold: 2 is above 1; give a value in [0, 1]')")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "error: seeds.bg_threshold: 2 is above 1; give a value in [0, 1]"
+
+
+def test_unexpected_error_keeps_its_traceback_in_the_log():
+    """A ValueError raised inside numpy is a bug, not bad input: the log keeps where it came from."""
+    proc = run_stage_main("    import numpy as np\n"
+                          "    np.zeros(3).reshape(2, 2)")
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr
+    assert "reshape" in proc.stderr and "<string>" in proc.stderr  # numpy's frame and the caller's line
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: unexpected ValueError: cannot reshape")
+    assert "traceback" in last and "log" in last
+
+
+def test_failed_weight_download_names_the_checkpoint_key(monkeypatch):
+    """classifier.pretrained true, no checkpoint, offline: the error says which key avoids the download."""
+    import timm.models._builder
+
+    from vitaff.classifier import build_classifier
+    from vitaff.errors import VitaffError
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load this file")
+
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", offline)
+    cls = {"model": "vit_tiny_patch16_224", "pretrained": True, "checkpoint": None, "img_size": 32}
+    with pytest.raises(VitaffError) as info:
+        build_classifier(cls)
+    message = str(info.value)
+    assert "classifier.checkpoint" in message
+    assert "Reproducing Table 4 on PASCAL VOC 2012" in message
+    assert "## Reproducing Table 4 on PASCAL VOC 2012" in (ROOT / "README.md").read_text()  # the section exists
+    assert "couldn't connect" in message  # the hub's own reason, kept

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vitaff.models import ORIG, OURS, create_model, vit
+from vitaff.models import ORIG, OURS, create_model, relevance, vit
 
 torch.set_num_threads(1)
 
@@ -64,7 +64,8 @@ def test_conservation_ours_exact_division(seed, noise, batch):
     x = torch.randn(batch, 3, 32, 32, generator=g, dtype=torch.float64)
     target = torch.randint(0, 6, (batch,), generator=g)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(vit, "EPS", 0.0)
+        mp.setattr(relevance, "EPS", 0.0)  # the rules' stabiliser
+        mp.setattr(vit, "EPS", 0.0)  # the z^B rule's, in the patch embedding
         _check(model, x, target, atol=1e-9)
 
 
@@ -123,9 +124,9 @@ def test_linear_rule_from_forward_output_equals_two_part_form():
     lin, x, R = _linear_case(0)
     with torch.no_grad():
         y = lin(x)
-        fast = vit.linear_relprop(x, lin, R, OURS, y=y)
-        exact = vit.linear_relprop(x, lin, R, OURS)
-        cached = vit.linear_relprop(x, lin, R, OURS, y=y, cache=vit.ProductCache())
+        fast = relevance.linear_relprop(x, lin, R, OURS, y=y)
+        exact = relevance.linear_relprop(x, lin, R, OURS)
+        cached = relevance.linear_relprop(x, lin, R, OURS, y=y, cache=relevance.ProductCache())
     torch.testing.assert_close(fast, exact, rtol=1e-11, atol=1e-13)
     torch.testing.assert_close(cached, fast, rtol=0, atol=0)
 
@@ -138,10 +139,10 @@ def test_linear_rule_falls_back_where_identity_cancels():
         lin.weight[3] = -x[0, 2].sign() * lin.weight[3].abs()
         lin.weight[3, 0] = 1e-12 * x[0, 2, 0].sign()  # Z[0, 2, 3] = 1e-12 |x_0|
         y = lin(x)
-        fast = vit.linear_relprop(x, lin, R, OURS, y=y)
-        exact = vit.linear_relprop(x, lin, R, OURS)
+        fast = relevance.linear_relprop(x, lin, R, OURS, y=y)
+        exact = relevance.linear_relprop(x, lin, R, OURS)
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(vit, "IDENTITY_TOL", 0.0)  # without the check: visibly wrong
-            unchecked = vit.linear_relprop(x, lin, R, OURS, y=y)
+            mp.setattr(relevance, "IDENTITY_TOL", 0.0)  # without the check: visibly wrong
+            unchecked = relevance.linear_relprop(x, lin, R, OURS, y=y)
     assert torch.equal(fast, exact)
     assert (unchecked - exact).abs().max() > 1e-9 * exact.abs().max()  # fp64 rounding: ~1e-16

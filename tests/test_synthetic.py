@@ -249,11 +249,12 @@ def test_class_body_textures_knob():
     for name in CLASS_BODY_TEXTURES:
         f = _class_texture(np.random.default_rng(0), name, yy, xx, (48.0, 48.0))
         assert abs(f.mean()) < 1e-9 and f.std() == pytest.approx(0.5 / np.sqrt(2), rel=1e-6)
-    assert SyntheticConfig().body_textures == "shared"
+    assert SyntheticConfig().body_textures == "class"  # the schema's synthetic.body_textures
     with pytest.raises(ValueError, match="body_textures"):
         SyntheticConfig(body_textures="plaid")
     # the two modes render different bodies from the same generator state, the same layout
-    shared = render_scene(np.random.default_rng(5), SyntheticConfig(), class_ids=[8], return_aux=True)
+    shared = render_scene(np.random.default_rng(5), SyntheticConfig(body_textures="shared"), class_ids=[8],
+                          return_aux=True)
     own = render_scene(np.random.default_rng(5), SyntheticConfig(body_textures="class"), class_ids=[8],
                        return_aux=True)
     body = (own[3]["instances"] == 1) & (own[3]["parts"] == 0)

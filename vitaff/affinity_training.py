@@ -26,7 +26,9 @@ from tqdm import tqdm
 
 from vitaff.affinity import affinity_loss, extract_pairs, pairwise_affinity
 from vitaff.classifier import normalise, poly_lr, resize, to_tensor
+from vitaff.config import ConfigError
 from vitaff.data.voc import load_image
+from vitaff.errors import MissingFileError
 from vitaff.models.affinitynet import AffinityNet
 from vitaff.store import save_torch
 from vitaff.training import checkpoint, restore
@@ -97,7 +99,7 @@ class _AffinityImageSet(Dataset):
     def __init__(self, voc_root, ids, label_grids, size: int, stride: int, augment: bool = True,
                  color_jitter=(0.3, 0.3, 0.3, 0.1)):
         if size % stride:
-            raise ValueError(f"affinity.crop_size {size} must be a multiple of affinity.feature_stride {stride}")
+            raise ConfigError(f"affinity.crop_size {size} must be a multiple of affinity.feature_stride {stride}")
         self.root = Path(voc_root)
         self.ids = list(ids)
         self.grids = label_grids
@@ -151,7 +153,7 @@ class AffinityResizedSet(_AffinityImageSet):
         super().__init__(voc_root, ids, label_grids, size, stride, augment, color_jitter)
         for image_id, grid in zip(self.ids, self.grids):
             if tuple(np.shape(grid)) != (size // stride, size // stride):
-                raise ValueError(f"affinity label grid of {image_id} is {np.shape(grid)}, expected "
+                raise ConfigError(f"affinity label grid of {image_id} is {np.shape(grid)}, expected "
                                  f"{size // stride} x {size // stride}: the labels were made for another "
                                  "affinity.input / crop_size; delete results/affinity_labels and rerun")
 
@@ -225,7 +227,7 @@ def load_affinity_model(path, classifier_path, device="cpu") -> AffinityModel:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"AffinityNet checkpoint {path} missing; run the train_affinitynet rule first")
+        raise MissingFileError(f"AffinityNet checkpoint {path} missing; run the train_affinitynet rule first")
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = AffinityModel(load_classifier(classifier_path, "cpu"), stride=state["stride"],
                           features=state.get("features", "stem"))

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vitaff.data.synthetic import PART_HIDDEN_DIR
-from vitaff.data.voc import NUM_FG_CLASSES, VOCDataError, load_image, load_mask
+from vitaff.data.voc import NUM_FG_CLASSES, PART_DIR, VOCDataError, load_image, load_mask
+from vitaff.errors import MissingFileError
 from vitaff.metrics import mean_average_precision
 from vitaff.store import save_torch
 from vitaff.training import build_optimizer, checkpoint, restore
@@ -55,11 +56,6 @@ def multi_hot(labels: Sequence[int]) -> torch.Tensor:
     for c in labels:
         vec[int(c) - 1] = 1.0
     return vec
-
-
-# Generated with the embedded dataset (vitaff.data.synthetic), not part of VOC: the instance index
-# on each object's discriminative part, and the scenes with every part painted over by its body.
-PART_DIR = "SegmentationPart"
 
 
 def hide_parts(image: np.ndarray, hidden: np.ndarray, parts: np.ndarray, p: float,
@@ -208,7 +204,8 @@ def build_classifier(cls: dict) -> torch.nn.Module:
     from vitaff.models import create_model
 
     source = cls.get("checkpoint") or (True if cls.get("pretrained") else None)
-    return create_model(cls["model"], num_classes=NUM_FG_CLASSES, pretrained=source, img_size=cls["img_size"])
+    return create_model(cls["model"], num_classes=NUM_FG_CLASSES, pretrained=source, img_size=cls["img_size"],
+                        weights_key="classifier.checkpoint")
 
 
 def save_classifier(model: torch.nn.Module, cls: dict, path: str | Path) -> None:
@@ -222,7 +219,7 @@ def load_classifier(path: str | Path, device="cpu") -> torch.nn.Module:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"classifier checkpoint {path} missing; run the train_classifier rule first")
+        raise MissingFileError(f"classifier checkpoint {path} missing; run the train_classifier rule first")
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = create_model(state["model"], num_classes=state["num_classes"], img_size=state["img_size"])
     model.load_state_dict(state["state_dict"])

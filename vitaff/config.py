@@ -15,17 +15,39 @@ from pathlib import Path
 
 import yaml
 
+from vitaff.errors import VitaffError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 EMBEDDED_SECTIONS = ("dataset", "classifier", "seeds", "crf", "affinity", "random_walk")
 
 
-class ConfigError(ValueError):
+class ConfigError(VitaffError, ValueError):
     """A config key or value is invalid; the message names the key."""
 
 
 def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+_SCHEMA: dict | None = None
+
+
+def schema_default(dotted: str):
+    """The schema's default of a config key (``synthetic.n_train``): Python code that needs the
+    value takes it from here, the one place defaults are written."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = load_schema()
+    node = _SCHEMA
+    for part in dotted.split("."):
+        node = _resolve(node, _SCHEMA).get("properties", {}).get(part)
+        if node is None:
+            raise KeyError(f"{dotted} is not a key of {SCHEMA_PATH}")
+    node = _resolve(node, _SCHEMA)
+    if "default" not in node:
+        raise KeyError(f"{dotted} has no default in {SCHEMA_PATH}")
+    return copy.deepcopy(node["default"])
 
 
 def _resolve(node: dict, schema: dict) -> dict:

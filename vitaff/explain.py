@@ -20,7 +20,8 @@ Every method takes a batch with one target class per sample. All methods asked f
 share one forward pass; gradients of all needed attention maps come from one
 ``torch.autograd.grad`` call on ``sum_b logits[b, target_b]`` (samples do not interact, so
 these are the per-sample gradients); the relevance pass runs once per rule set as explicit
-tensor operations (:meth:`vitaff.models.vit.VisionTransformer.relprop`).
+tensor operations (:meth:`vitaff.models.vit.VisionTransformer.relprop`, rules in
+:mod:`vitaff.models.relevance`).
 
 CLI: ``python -m vitaff.explain --model NAME --image a.jpg --method all --out map.png``.
 """
@@ -34,7 +35,9 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from vitaff.models.vit import ORIG, OURS, ProductCache, Record, VisionTransformer
+from vitaff.errors import VitaffError
+from vitaff.models.relevance import ORIG, OURS, ProductCache, Record
+from vitaff.models.vit import VisionTransformer
 
 __all__ = [
     "METHODS",
@@ -52,7 +55,7 @@ ABLATION_METHODS = ("ta_no_grad", "ta_last_block", "ta_block_minus_1", "ta_secon
 ALL_METHODS = METHODS + ABLATION_METHODS
 
 
-class UnknownMethodError(ValueError):
+class UnknownMethodError(VitaffError, ValueError):
     """A method name that is not one of :data:`ALL_METHODS` (the message lists them)."""
 
 
@@ -80,17 +83,24 @@ def _check_method(method: str) -> None:
         raise UnknownMethodError(f"unknown method {method!r}; valid methods: {', '.join(ALL_METHODS)}")
 
 
+# Ablations of one block (0-based): the last, the one before it, the second (the reference's ``second_layer``).
+SINGLE_BLOCK_ABLATIONS = ("ta_last_block", "ta_block_minus_1", "ta_second_block")
+
+
+def _single_block(method: str, depth: int) -> int:
+    return {"ta_last_block": depth - 1, "ta_block_minus_1": depth - 2, "ta_second_block": 1}[method]
+
+
 def _needs(method: str, depth: int, start_layer: int) -> _Needs:
     _check_method(method)
     last = depth - 1
     rolled = set(range(start_layer, depth))
-    single = {"ta_last_block": last, "ta_block_minus_1": depth - 2, "ta_second_block": 1}
     if method == "transformer_attribution":
         return _Needs(grad=rolled, ours=rolled)
     if method == "ta_no_grad":
         return _Needs(ours=rolled)
-    if method in single:
-        b = single[method]
+    if method in SINGLE_BLOCK_ABLATIONS:
+        b = _single_block(method, depth)
         if not 0 <= b < depth:
             raise ValueError(f"{method} needs block {b}, the model has {depth} blocks")
         return _Needs(grad={b}, ours={b})
@@ -198,11 +208,14 @@ class _Session:
         depth, s = len(self.model.blocks), self.start_layer
         A = [a.detach() for a in self.attn]
         if method == "transformer_attribution":
-            return self._grid(_roll([(grads[b] * ours.attn[b]).clamp(min=0).mean(1) for b in range(s, depth)]))
+            row = None
+            for b in range(depth - 1, s - 1, -1):
+                row = _attribution_step(row, grads[b], ours.attn[b])
+            return self._grid(row[:, 1:])
         if method == "ta_no_grad":
             return self._grid(_roll([ours.attn[b].clamp(min=0).mean(1) for b in range(s, depth)]))
-        if method in ("ta_last_block", "ta_block_minus_1", "ta_second_block"):
-            b = {"ta_last_block": depth - 1, "ta_block_minus_1": depth - 2, "ta_second_block": 1}[method]
+        if method in SINGLE_BLOCK_ABLATIONS:
+            b = _single_block(method, depth)
             return self._grid((grads[b] * ours.attn[b]).clamp(min=0).mean(1)[:, 0, 1:])
         if method == "rollout":
             mats = []
@@ -237,24 +250,61 @@ def _roll(mats: list[torch.Tensor], residual: bool = True) -> torch.Tensor:
     return r[:, 1:]
 
 
+def _attribution_step(row: torch.Tensor | None, grad_attn: torch.Tensor, rel_attn: torch.Tensor,
+                      consume: bool = False) -> torch.Tensor:
+    """One factor of eq. 13-14 folded into the CLS row: ``r^T (I + Abar_b)`` with
+    ``Abar_b = E_h[(grad A_b * R^{A_b})+]``; ``row``: B x N, the maps B x heads x N x N.
+
+    The one transformer-attribution arithmetic: a :class:`_Session` folds its blocks from the last
+    down with it, :func:`_attribution_sweep` block by block as the relevance pass reaches them.
+    ``consume``: ``grad_attn`` is a temporary of the caller's, overwritten instead of copied.
+    ``row`` None: start from ``e_0^T`` (in ``Abar_b``'s dtype).
+    """
+    prod = grad_attn.mul_(rel_attn) if consume else grad_attn * rel_attn
+    abar = prod.clamp_(min=0).mean(1)
+    del prod, grad_attn
+    if row is None:
+        row = _cls_row(abar)
+    return row + (row.unsqueeze(1) @ abar).squeeze(1)
+
+
+def _cls_row(like: torch.Tensor) -> torch.Tensor:
+    """``e_0^T``: B x N, 1 at the CLS token (``like``: any B x N x ... tensor)."""
+    row = like.new_zeros(like.shape[:2])
+    row[:, 0] = 1
+    return row
+
+
+class _Fold:
+    """``keep_attn`` callback of one block's relevance pass: folds ``Abar_b`` into the CLS row as
+    soon as ``R^{A_b}`` is known, consuming ``grad A_b`` (it is released before the pass goes on)."""
+
+    def __init__(self, grad_attn: torch.Tensor, row: torch.Tensor | None) -> None:
+        self.grad_attn, self.row = grad_attn, row
+
+    def __call__(self, rel_attn: torch.Tensor) -> None:
+        grad, self.grad_attn = self.grad_attn, None
+        self.row = _attribution_step(self.row, grad, rel_attn, consume=True)
+
+
 def _attribution_sweep(model: VisionTransformer, images: torch.Tensor, targets: Sequence[torch.Tensor],
                        start_layer: int) -> list[torch.Tensor]:
     """``transformer_attribution`` maps (B x h x w) for each per-sample target vector in ``targets``,
     block by block with bounded memory.
 
-    The same arithmetic as a :class:`_Session` (to fp rounding: the maps equal it and the
-    reference), organised so that nothing of size blocks x N x N is ever held:
+    The same arithmetic as a :class:`_Session` (the model's own traced forward pieces, the same
+    rules and :func:`_attribution_step`; the maps equal it and the reference), organised so that
+    nothing of size blocks x N x N is ever held:
 
     1. one forward without autograd keeps only the input tokens of the blocks ``start_layer..L-1``
        (B x N x D each; the CNN stem of a hybrid runs without a graph);
-    2. one top-down sweep over the blocks: block ``b`` is re-run from its input with autograd
-       (recording what its relevance rules need), then for every target in turn the gradient
-       is taken one block down (``d y_t / d A_b`` and the gradient at the block's input, from the
-       gradient at its output), the relevance pass goes one block down (``R^{A_b}`` and the
-       relevance at its input), and ``Abar_b = E_h[(dA_b R^{A_b})+]`` is folded at once into the
-       CLS row ``r^T <- r^T (I + Abar_b)``: ``e_0^T (I + Abar_{L-1}) ... (I + Abar_s)`` is built
-       from the last block down, the order of the relevance pass. The block's record and graph
-       are dropped before the next block.
+    2. one top-down sweep over the blocks (:func:`_sweep_block`): block ``b`` is re-run from its
+       input with autograd (recording what its relevance rules need), then for every target in
+       turn the gradient is taken one block down (``d y_t / d A_b`` and the gradient at the
+       block's input, from the gradient at its output), the relevance pass goes one block down
+       (``R^{A_b}`` and the relevance at its input), and ``Abar_b`` is folded at once into the CLS
+       row: ``e_0^T (I + Abar_{L-1}) ... (I + Abar_s)`` is built from the last block down, the
+       order of the relevance pass. The block's record and graph are dropped before the next block.
 
     Per target the sweep costs one backward and one relevance pass, like the session; the extra
     forward of step 2 is shared by all targets. Memory: the block inputs, one block's record and
@@ -265,67 +315,59 @@ def _attribution_sweep(model: VisionTransformer, images: torch.Tensor, targets: 
         raise ValueError(f"start_layer {start_layer} outside 0..{L - 1}")
     if images.dim() != 4:
         raise ValueError(f"images must be B x C x H x W, got shape {tuple(images.shape)}")
-    n = len(targets)
     with torch.no_grad():
-        tokens, grid = model.patch_embed.embed(images)
-        tokens, pos = model._pos_embed(tokens, grid)
-        x = model.pos_drop(tokens + pos)
+        x, grid = model.embed_tokens(images)
         inputs: dict[int, torch.Tensor] = {}
         for b in range(L):
             if b >= start_layer:
                 inputs[b] = x
             if b < L - 1:
-                x = model.blocks[b](x, Record())  # the traced arithmetic; the record is dropped
-        del x, tokens, pos
+                x = model.forward_block(b, x, Record())  # the traced arithmetic; the record is dropped
+        del x
+    n = len(targets)
     grads: list[torch.Tensor | None] = [None] * n  # gradient of y_t at the current block's output
     rels: list[torch.Tensor | None] = [None] * n  # relevance at the current block's output
     rows: list[torch.Tensor | None] = [None] * n  # CLS row of (I + Abar_{L-1}) ... (I + Abar_b)
     for b in range(L - 1, start_layer - 1, -1):
-        blk, last, need_dx = model.blocks[b], b == L - 1, b > start_layer
-        with torch.enable_grad():
-            xb = inputs.pop(b).detach().requires_grad_(True)
-            rec = Record()
-            out = blk(xb, rec, cls_only=last)
-            if last:
-                pooled = model.head_drop(model.norm(out)[:, 0])
-                logits = model.head(pooled)
-        attn = rec["attn"]["attn"]
-        wrt = [attn, xb] if need_dx else [attn]
-        cache = ProductCache() if n > 1 else None
-        for k in range(n):
-            retain = k < n - 1
-            with torch.enable_grad():
-                if last:
-                    score = logits.gather(1, targets[k][:, None]).sum()
-                    g = torch.autograd.grad(score, wrt, retain_graph=retain)
-                else:
-                    g = torch.autograd.grad(out, wrt, grads[k], retain_graph=retain)
-            held = [g[0]]  # dA_b: consumed (overwritten, then released) by fold
-            grads[k] = g[1] if need_dx else None
-            del g
-            with torch.no_grad():
-                if last:
-                    one_hot = F.one_hot(targets[k], logits.shape[1]).to(logits.dtype)
-                    R = model.relprop_head(pooled.detach(), logits.detach(), one_hot, OURS, xb.shape, cache)
-                    r = torch.zeros_like(R[:, :, 0])
-                    r[:, 0] = 1
-                else:
-                    R, r = rels[k], rows[k]
-                rels[k] = None
-                folded = {}
-
-                def fold(r_attn: torch.Tensor, held=held, r=r) -> None:
-                    abar = held.pop().mul_(r_attn).clamp_(min=0).mean(1)
-                    folded["row"] = r + (r.unsqueeze(1) @ abar).squeeze(1)
-
-                rels[k] = blk.relprop(R, rec, OURS, fold, stop_at_attn=not need_dx, cls_only=last, cache=cache)
-                rows[k] = folded["row"]
-                del R, fold
-        del rec, out, attn, wrt, xb, cache
-        if last:
-            del pooled, logits
+        _sweep_block(model, b, inputs.pop(b), targets, grads, rels, rows, need_input=b > start_layer)
     gh, gw = grid
     return [r[:, 1:].reshape(r.shape[0], gh, gw) for r in rows]
+
+
+def _sweep_block(model: VisionTransformer, b: int, x_in: torch.Tensor, targets: Sequence[torch.Tensor],
+                 grads: list, rels: list, rows: list, need_input: bool) -> None:
+    """Step 2 of :func:`_attribution_sweep` for block ``b``: update, per target ``k``, ``grads[k]``
+    and ``rels[k]`` (now at the block's input; not computed below ``start_layer``: ``need_input``
+    false) and ``rows[k]``. Everything of the block is released on return."""
+    last = b == len(model.blocks) - 1
+    with torch.enable_grad():
+        xb = x_in.detach().requires_grad_(True)
+        rec = Record()
+        out = model.forward_block(b, xb, rec)
+        logits = model.forward_pooled(out, rec) if last else None
+    wrt = [rec["attn"]["attn"], xb] if need_input else [rec["attn"]["attn"]]
+    cache = ProductCache() if len(targets) > 1 else None
+    for k, target in enumerate(targets):
+        retain = k < len(targets) - 1
+        with torch.enable_grad():
+            if last:
+                g = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), wrt, retain_graph=retain)
+            else:
+                g = torch.autograd.grad(out, wrt, grads[k], retain_graph=retain)
+        grads[k] = g[1] if need_input else None
+        fold = _Fold(g[0], rows[k])
+        del g
+        with torch.no_grad():
+            if last:
+                one_hot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
+                R = model.relprop_head(rec["pooled"], logits, one_hot, OURS, xb.shape, cache)
+                fold.row = _cls_row(R)
+            else:
+                R, rels[k] = rels[k], None
+            rels[k] = model.blocks[b].relprop(R, rec, OURS, fold, stop_at_attn=not need_input, cls_only=last,
+                                              cache=cache)
+            del R
+        rows[k] = fold.row
 
 
 def _detach(rec: Record) -> None:

@@ -17,10 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from vitaff.errors import VitaffError
+
+
 COMPLETE_ATTR = "vitaff_complete"
 
 
-class IncompleteArtifactError(RuntimeError):
+class IncompleteArtifactError(VitaffError, RuntimeError):
     """An artifact is missing or was not completely written."""
 
 

@@ -36,6 +36,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from vitaff.errors import VitaffError
+
 __all__ = [
     "ImageNetSegError",
     "GtSegs",
@@ -53,7 +55,7 @@ EMBEDDED_INFO = "explain_sets.json"
 EMBEDDED_VERSION = 1
 
 
-class ImageNetSegError(ValueError):
+class ImageNetSegError(VitaffError, ValueError):
     """Missing or malformed explainability-test data; the message names the file."""
 
 
@@ -236,7 +238,7 @@ class EmbeddedSets:
         # no void band: gtsegs masks are binary
         return SyntheticConfig(seed=self.seed, classes=tuple(self.classes), object_scale=tuple(self.object_scale),
                                part_area=tuple(self.part_area), part_tint=self.part_tint, void_radius=0,
-                               max_objects=1)
+                               max_objects=1, body_textures="shared", body_tint=0.0)
 
 
 _SPLIT_CODE = {"train": 0, "val": 1, "seg": 2}

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vitaff.errors import VitaffError
+
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
@@ -32,6 +34,11 @@ NUM_FG_CLASSES = NUM_CLASSES - 1
 IGNORE_INDEX = 255
 CLASS_INDEX = {name: i for i, name in enumerate(VOC_CLASSES)}
 LABEL_SOURCES = ("segmentation", "annotations")
+# Instance masks: palette PNGs, instance index 1..n (VOC2012's, also written by the embedded generator).
+INSTANCE_DIR = "SegmentationObject"
+# Not part of VOC, written only by the embedded generator (vitaff.data.synthetic, ``write_parts``):
+# the instance index on each object's discriminative part.
+PART_DIR = "SegmentationPart"
 
 
 def voc_colormap(n: int = 256) -> np.ndarray:
@@ -48,8 +55,15 @@ def voc_colormap(n: int = 256) -> np.ndarray:
     return cmap.astype(np.uint8)
 
 
-class VOCDataError(ValueError):
+class VOCDataError(VitaffError, ValueError):
     """A dataset file or directory is missing or malformed; the message names it and the fix."""
+
+
+def require_part_masks(voc_root: Path) -> None:
+    """The part masks the embedded-data diagnostics need, or a clear error."""
+    if not (Path(voc_root) / PART_DIR).is_dir():
+        raise VOCDataError(f"{Path(voc_root) / PART_DIR} not found: part masks exist only in the embedded synthetic "
+                           "dataset (vitaff.data.synthetic, write_parts=True); this diagnostic cannot run on real VOC")
 
 
 def load_image(path: str | Path) -> np.ndarray:

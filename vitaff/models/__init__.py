@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vitaff.errors import VitaffError
 
 from .checkpoint import CheckpointError, adapt_state_dict, load_checkpoint, read_state_dict
 from .hybrid import HybridVisionTransformer, make_resnetv2_stem
@@ -41,7 +42,7 @@ __all__ = [
 
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(VitaffError, ValueError):
     """A model name that is not registered (the message lists the valid ones)."""
 
 
@@ -94,11 +95,16 @@ def model_config(name: str, **overrides: Any) -> dict[str, Any]:
     return cfg
 
 
+class WeightDownloadError(VitaffError, OSError):
+    """timm's pretrained weights could not be downloaded; the message names the key that avoids it."""
+
+
 def create_model(
     name: str,
     num_classes: int = 1000,
     pretrained: bool | str | Path | None = None,
     img_size: int | tuple[int, int] | None = None,
+    weights_key: str = "a checkpoint path",
     **overrides: Any,
 ) -> VisionTransformer:
     """Build a registered ViT / hybrid ViT, optionally loading weights.
@@ -110,6 +116,8 @@ def create_model(
     arguments (``depth``, ``embed_dim``, ``num_heads``, ``mlp_ratio``, ``patch_size``,
     ``drop_rate``, ``drop_path_rate``, ``dynamic_img_size``, ...; hybrids also ``layers``,
     ``channels``, ``stem_chs``, ``padding_same``, ``num_groups`` of the ResNetV2 stem).
+    ``weights_key``: the config key that gives a local checkpoint instead of ``pretrained=True``,
+    named by the error when the download fails (an offline node).
     """
     if img_size is not None:
         overrides["img_size"] = img_size
@@ -123,10 +131,18 @@ def create_model(
         return model
     if pretrained is True:
         if name.split(".", 1)[0] in _SYNTHETIC:
-            raise ValueError(f"{name} is a vitaff configuration without published weights; pass a checkpoint path")
+            raise CheckpointError(f"{name} is a vitaff configuration without published weights: set {weights_key} "
+                                  "to a local checkpoint, or pretrained: false")
         import timm
 
-        state = timm.create_model(name, pretrained=True).state_dict()
+        try:
+            state = timm.create_model(name, pretrained=True).state_dict()
+        except Exception as err:  # offline node, hub down, proxy: every failure has the same fix
+            raise WeightDownloadError(
+                f"could not download the pretrained weights of {name} ({type(err).__name__}: {err}). "
+                f"Set {weights_key} to a local copy, saved on a machine with internet with "
+                f"python -c \"import timm, torch; torch.save(timm.create_model('{name}', pretrained=True)"
+                f".state_dict(), '{name}.pth')\" (README.md, 'Reproducing Table 4 on PASCAL VOC 2012')") from err
         source = f"timm:{name}"
     else:
         state = read_state_dict(pretrained)

@@ -17,6 +17,8 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from vitaff.errors import VitaffError
+
 __all__ = ["CheckpointError", "read_state_dict", "adapt_state_dict", "load_checkpoint"]
 
 _log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 HEAD_KEYS = ("head.weight", "head.bias")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VitaffError, ValueError):
     """A checkpoint that does not fit the model (names the file and the offending keys)."""
 
 

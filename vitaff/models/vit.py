@@ -1,13 +1,13 @@
-"""Vision Transformer with layer-wise relevance propagation (SPEC section 1).
+"""Vision Transformer layers and model with layer-wise relevance propagation (SPEC section 1).
 
 Model: Dosovitskiy et al., "An Image is Worth 16x16 Words: Transformers for Image Recognition at
 Scale", ICLR 2021 (https://arxiv.org/abs/2010.11929), with timm's parameter names
 (``timm/models/vision_transformer.py``) so that every timm checkpoint loads with ``strict=True``.
 
 Relevance: Chefer, Gur & Wolf, "Transformer Interpretability Beyond Attention Visualization",
-CVPR 2021 (https://arxiv.org/abs/2012.09838), section 3.1-3.2: LRP with alpha = 1, beta = 0
-(eq. 1-3 and the z^B rule of eq. 4 at the input), the normalised Add rule (eq. 7-8) and
-gradient x input on the two activation-activation products of attention (each half / 2).
+CVPR 2021 (https://arxiv.org/abs/2012.09838), section 3.1-3.2; the rules live in
+:mod:`vitaff.models.relevance`, this module applies them layer by layer (and the z^B rule of
+eq. 4 at the input, in :class:`PatchEmbed`).
 
 Design (see ``STYLE.md``):
 
@@ -24,12 +24,30 @@ Design (see ``STYLE.md``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from vitaff.models.relevance import (
+    EPS,
+    IDENTITY_TOL,
+    ORIG,
+    OURS,
+    RULE_SETS,
+    ProductCache,
+    Record,
+    RelevanceResult,
+    RuleSet,
+    add_relprop,
+    fork_relprop,
+    linear_relprop,
+    matmul_relprop,
+    safe_divide,
+    sample_sum,
+    sample_total,
+)
 
 __all__ = [
     "RuleSet",
@@ -51,239 +69,6 @@ __all__ = [
     "add_relprop",
     "matmul_relprop",
 ]
-
-EPS = 1e-9
-
-
-# ----------------------------------------------------------------------------------------------
-# Rules (SPEC section 1)
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """Which variant of the two rules that differ between Chefer et al. and plain LRP.
-
-    ``rescale_add``: Add rescales both operands' relevance so that ``|sum R_u| : |sum R_v|`` is
-    kept and the pair conserves ``sum R`` (section 1). Plain LRP ("orig"): gradient x input only.
-    ``separate_linear``: the Linear rule normalises the positive part ``x+ W+`` and the negative
-    part ``x- W-`` separately ("orig") instead of by their sum (section 1).
-    """
-
-    name: str
-    rescale_add: bool
-    separate_linear: bool
-
-
-OURS = RuleSet("ours", rescale_add=True, separate_linear=False)
-ORIG = RuleSet("orig", rescale_add=False, separate_linear=True)
-RULE_SETS = {r.name: r for r in (OURS, ORIG)}
-
-
-def safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a / (b + 1e-9)``, and 0 where ``b == 0`` (SPEC section 1, "Division everywhere").
-
-    Chefer et al.'s ``safe_divide``: the denominator is ``b + 1e-9`` whatever the sign of ``b``
-    (``clamp(b, min=eps) + clamp(b, max=eps)``), replaced by ``1e-9`` where that sum is 0
-    (``b == -1e-9``), and the quotient is zeroed where ``b == 0``.
-    """
-    den = b + EPS
-    if EPS:
-        den.masked_fill_(den == 0, EPS)
-    return (a / den).masked_fill_(b == 0, 0)
-
-
-def _safe_divide_into(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """:func:`safe_divide` written into ``b`` (a temporary the caller owns): the same values,
-    without the two extra tensors of ``b``'s size."""
-    if torch.result_type(a, b) != b.dtype:  # mixed precision (autocast): b cannot hold the quotient
-        return safe_divide(a, b)
-    zero = b == 0
-    b.add_(EPS)
-    if EPS:
-        b.masked_fill_(b == 0, EPS)
-    torch.div(a, b, out=b)
-    return b.masked_fill_(zero, 0)
-
-
-def fork_relprop(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
-    """Relevance of ``x`` where several relevances ``R = R_1 + R_2 (+ ...)`` arrive at it.
-
-    The reference's ``Clone`` (residual fork) and ``IndexSelect`` (CLS select) rules are gradient
-    x input: ``R_x = x * sum_i R_i / (x + 1e-9)`` (0 where ``x == 0``), not the plain sum
-    ``sum_i R_i`` -- the stabiliser moves relevance by ``R * 1e-9 / x`` where ``x`` is small.
-    Element-wise.
-    """
-    return safe_divide(R, x).mul_(x)
-
-
-def _total(t: torch.Tensor) -> torch.Tensor:
-    """Per-sample total (B,) of a relevance tensor."""
-    return t.reshape(t.shape[0], -1).sum(1)
-
-
-def sample_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum over everything but the batch dimension, shaped to broadcast against ``t``."""
-    return t.reshape(t.shape[0], -1).sum(1).reshape((t.shape[0],) + (1,) * (t.dim() - 1))
-
-
-class ProductCache(dict):
-    """Relevance-independent products of the Linear rule, shared by relevance passes over one
-    traced forward (other targets, other rule set); keys ``(id(weight), token shape)``.
-
-    ``split``: an "orig" pass will follow, so the "ours" pass computes ``x+ W+^T`` and
-    ``x- W-^T`` separately (the "orig" rule needs both; "ours" takes their sum) instead of the
-    cheaper identity of :func:`linear_relprop`.
-    """
-
-    def __init__(self, split: bool = False) -> None:
-        super().__init__()
-        self.split = split
-
-    def abs_weight(self, w: torch.Tensor) -> torch.Tensor:
-        """``|W|``, computed once per session (weights do not change between its passes)."""
-        key = ("|W|", id(w))
-        if key not in self:
-            self[key] = w.abs()
-        return self[key]
-
-
-#: the "ours" identity is used only where ``Z >= IDENTITY_TOL * (|x| |W|^T + |b|)`` for every
-#: entry: its rounding error is ~ulp(|x| |W|^T + |b|), i.e. at most ~1/IDENTITY_TOL ulps of Z
-#: (dense ViT layers give Z / (|x| |W|^T + |b|) ~ 0.2-0.5; a layer that fails falls back to the
-#: exact two-part products)
-IDENTITY_TOL = 2.0 ** -8
-
-
-def linear_relprop(x: torch.Tensor, layer: nn.Linear, R: torch.Tensor, rules: RuleSet,
-                   y: torch.Tensor | None = None, cache: ProductCache | None = None) -> torch.Tensor:
-    """LRP alpha1-beta0 through ``y = x W^T + b``, bias ignored.
-
-    ours: ``Z = x+ W+^T + x- W-^T; S = R / Z; R_x = x+ (S W+) + x- (S W-)``.
-    orig: the same with ``S+ = R / (x+ W+^T)`` and ``S- = R / (x- W-^T)``.
-
-    ``y``: the layer's output recorded by the forward pass. The "ours" rule then uses
-    ``x+ W+^T + x- W-^T = (x W^T + |x| |W|^T) / 2`` and
-    ``x+ (S W+) + x- (S W-) = (x (S W) + |x| (S |W|)) / 2`` with ``x W^T = y - b`` from the
-    forward: Z costs one GEMM instead of two and no ``W+`` / ``W-`` copies are made. Both
-    identities add and subtract terms of size ``|x| |W|``, so they are used only where Z is not
-    much smaller than that (:data:`IDENTITY_TOL`); otherwise, without ``y``, and for "orig" the
-    two parts are computed separately.
-    ``cache``: relevance-independent products (Z, or ``x+ W+^T`` and ``x- W-^T``, and ``|W|``)
-    kept for later passes over the same activations.
-    """
-    shape, d_in = x.shape[:-1], x.shape[-1]
-    x2, r2 = x.reshape(-1, d_in), R.reshape(-1, R.shape[-1])
-    w = layer.weight
-    key = (id(w), tuple(shape))
-    z = cache.get(key) if cache is not None else None
-    split = rules.separate_linear or (cache is not None and cache.split)
-    # the identity's rounding error is ~ulp(|x| |W|^T): too coarse in a 16-bit format (autocast)
-    wide = y is not None and y.dtype in (torch.float32, torch.float64)
-    if not split and wide and not isinstance(z, tuple):
-        ax, aw = x2.abs(), (w.abs() if cache is None else cache.abs_weight(w))
-        if z is None:
-            z = _ours_z(x2, ax, aw, y.reshape(-1, y.shape[-1]), layer.bias)
-            if cache is not None and z is not None:
-                cache[key] = z
-        if z is not None:
-            s = safe_divide(r2, z).mul_(0.5)
-            out = (s @ w).mul_(x2)
-            out.addcmul_(ax, s @ aw)
-            return out.reshape(*shape, d_in)
-    # two-part form (exact: every product is a sum of same-signed terms)
-    wp, wn = w.clamp(min=0), w.clamp(max=0)
-    xp, xn = x2.clamp(min=0), x2.clamp(max=0)
-    if isinstance(z, tuple):
-        zp, zn = z
-    elif cache is not None or rules.separate_linear:
-        zp, zn = xp @ wp.T, xn @ wn.T
-        if cache is not None:
-            cache[key] = (zp, zn)
-    else:
-        zp = zn = None
-    if rules.separate_linear:
-        sp, sn = safe_divide(r2, zp), safe_divide(r2, zn)
-    else:
-        # Z >= 0: both products are sums of non-negative terms
-        sp = sn = safe_divide(r2, torch.addmm(xp @ wp.T, xn, wn.T) if zp is None else zp + zn)
-    out = (sp @ wp).mul_(xp)
-    out.addcmul_(xn, sn @ wn)
-    return out.reshape(*shape, d_in)
-
-
-def _ours_z(x: torch.Tensor, ax: torch.Tensor, aw: torch.Tensor, y: torch.Tensor,
-            bias: torch.Tensor | None) -> torch.Tensor | None:
-    """``Z = x+ W+^T + x- W-^T = (x W^T + |x| |W|^T) / 2`` with ``x W^T = y - b`` from the
-    forward (one GEMM); ``None`` if some entry is too small for that to be accurate."""
-    a = ax @ aw.T
-    z = y.sub(bias) if bias is not None else y.clone()
-    z.add_(a).mul_(0.5)
-    bound = a.add_(bias.abs()) if bias is not None else a
-    if (z < bound.mul_(IDENTITY_TOL)).any():
-        return None
-    return z
-
-
-def add_relprop(
-    u: torch.Tensor, v: torch.Tensor, R: torch.Tensor, rules: RuleSet, z: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Relevance of the two operands of ``z = u + v`` (``v`` may broadcast over the batch).
-
-    Gradient x input ``R_u = u R / z``; with ``rules.rescale_add`` each part is then rescaled per
-    sample so that ``|sum R_u| : |sum R_v|`` is kept and ``sum R_u + sum R_v = sum R``.
-    ``z``: the sum if the forward pass kept it.
-    """
-    s = safe_divide(R, u + v if z is None else z)
-    ru, rv = u * s, v * s
-    if rules.rescale_add:
-        su, sv, sr = sample_sum(ru), sample_sum(rv), sample_sum(R)
-        total = su.abs() + sv.abs()
-        ru.mul_(safe_divide(safe_divide(su.abs(), total) * sr, su))
-        rv.mul_(safe_divide(safe_divide(sv.abs(), total) * sr, sv))
-    return ru, rv
-
-
-def matmul_relprop(
-    a: torch.Tensor, b: torch.Tensor, R: torch.Tensor, z: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient x input through ``z = a @ b`` of two activations, each half divided by 2.
-
-    ``S = R / Z``; ``R_a = a * (S b^T) / 2``, ``R_b = b * (a^T S) / 2``.
-    """
-    s = (_safe_divide_into(R, a @ b) if z is None else safe_divide(R, z)).mul_(0.5)
-    ra = (s @ b.transpose(-1, -2)).mul_(a)
-    rb = (a.transpose(-1, -2) @ s).mul_(b)
-    return ra, rb
-
-
-class Record(dict):
-    """Per-call activations of one layer (and, under string keys, of its sub-layers)."""
-
-    def child(self, name: str) -> "Record":
-        sub = self.get(name)
-        if sub is None:
-            sub = self[name] = Record()
-        return sub
-
-
-@dataclass
-class RelevanceResult:
-    """Output of :meth:`VisionTransformer.relprop`.
-
-    ``attn``: block index -> ``R^{A_b}`` (B x heads x N x N, the halved relevance of the
-    attention probabilities) for the requested blocks. ``sums``: (stage, per-sample total
-    relevance) in the order of the pass -- the conservation property test reads these.
-    ``tokens``: relevance at the input of block 0 (B x N x D) if the pass got there.
-    ``pixels``: B x H x W input relevance, summed over channels (``to_pixels=True``).
-    """
-
-    rules: RuleSet
-    attn: dict[int, torch.Tensor] = field(default_factory=dict)
-    sums: list[tuple[str, torch.Tensor]] = field(default_factory=list)
-    tokens: torch.Tensor | None = None
-    pixels: torch.Tensor | None = None
-
 
 # ----------------------------------------------------------------------------------------------
 # Layers
@@ -574,7 +359,7 @@ class VisionTransformer(nn.Module):
     def grid_size(self) -> tuple[int, int]:
         return tuple(self.patch_embed.grid_size)
 
-    # -- plain forward ------------------------------------------------------------------------
+    # -- forward, in the pieces the traced forward and the attribution sweep share --------------
 
     def _pos_embed(self, tokens: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prepend the CLS token; return (tokens with CLS, position embedding to add)."""
@@ -590,12 +375,38 @@ class VisionTransformer(nn.Module):
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         return torch.cat((cls, tokens), dim=1), pos
 
+    def embed_tokens(self, x: torch.Tensor, rec: Record | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Images -> (input of block 0: patch tokens with CLS plus position embedding, token grid).
+
+        ``rec``: record what the relevance pass down to the pixels needs (``patch_embed``,
+        ``grid``, ``tokens``, ``pos``).
+        """
+        tokens, grid = self.patch_embed.embed(x, rec.child("patch_embed") if rec is not None else None)
+        tokens, pos = self._pos_embed(tokens, grid)
+        if rec is not None:
+            rec.update(grid=grid, tokens=tokens, pos=pos)
+        return self.pos_drop(tokens + pos), grid
+
+    def forward_block(self, b: int, x: torch.Tensor, rec: Record | None = None) -> torch.Tensor:
+        """Block ``b`` on its input tokens. Traced (``rec`` given): the block records what its
+        relevance rules need, with the attention arithmetic written out (no fused kernel); the
+        last block computes the CLS token's output alone (the head reads nothing else)."""
+        return self.blocks[b](x, rec, cls_only=rec is not None and b == len(self.blocks) - 1)
+
+    def forward_pooled(self, x: torch.Tensor, rec: Record | None = None) -> torch.Tensor:
+        """Output tokens of the last block -> logits: final norm, CLS token, head. ``rec``: record
+        the head's input and output (``pooled``, ``logits``) for :meth:`relprop_head`."""
+        pooled = self.head_drop(self.norm(x)[:, 0])
+        logits = self.head(pooled)
+        if rec is not None:
+            rec.update(pooled=pooled, logits=logits)
+        return logits
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> tokens after the final norm (B x N x D)."""
-        x, pos = self._pos_embed(*self.patch_embed.embed(x))
-        x = self.pos_drop(x + pos)
-        for blk in self.blocks:
-            x = blk(x)
+        x, _ = self.embed_tokens(x)
+        for b in range(len(self.blocks)):
+            x = self.forward_block(b, x)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -618,20 +429,11 @@ class VisionTransformer(nn.Module):
         its attention map is recorded in full.
         """
         rec = Record()
-        tokens, grid = self.patch_embed.embed(x, rec.child("patch_embed"))
-        tokens, pos = self._pos_embed(tokens, grid)
-        rec.update(grid=grid, tokens=tokens, pos=pos)
-        x = self.pos_drop(tokens + pos)
+        x, _ = self.embed_tokens(x, rec)
         blocks = rec["blocks"] = [Record() for _ in self.blocks]
-        for i, (blk, brec) in enumerate(zip(self.blocks, blocks)):
-            # the head reads the CLS token only: the last block's MLP and projection (and their
-            # gradient) run on that token alone
-            x = blk(x, brec, cls_only=(i == len(self.blocks) - 1))
-        x = self.norm(x)
-        pooled = self.head_drop(x[:, 0])
-        logits = self.head(pooled)
-        rec.update(pooled=pooled, logits=logits)
-        return logits, rec
+        for b, brec in enumerate(blocks):
+            x = self.forward_block(b, x, brec)
+        return self.forward_pooled(x, rec), rec
 
     def relprop_head(self, pooled: torch.Tensor, logits: torch.Tensor, R: torch.Tensor, rules: RuleSet,
                      tokens_shape: torch.Size | tuple[int, ...], cache: ProductCache | None = None,
@@ -646,10 +448,10 @@ class VisionTransformer(nn.Module):
         with torch.no_grad():
             R = R.to(pooled.dtype)
             if sums is not None:
-                sums.append(("logits", _total(R)))
+                sums.append(("logits", sample_total(R)))
             r_cls = linear_relprop(pooled, self.head, R, rules, logits, cache)
             if sums is not None:
-                sums.append(("head", _total(r_cls)))
+                sums.append(("head", sample_total(r_cls)))
             out = pooled.new_zeros(tokens_shape)
             out[:, 0] = fork_relprop(pooled, r_cls)
             return out
@@ -691,13 +493,13 @@ class VisionTransformer(nn.Module):
                                            cls_only=(b == len(self.blocks) - 1), cache=cache)
                 if R is None:
                     return out
-                out.sums.append((f"block{b}", _total(R)))
+                out.sums.append((f"block{b}", sample_total(R)))
             out.tokens = R
             if to_pixels:
                 r_tok, r_pos = add_relprop(rec["tokens"], rec["pos"], R, rules)
-                out.sums.append(("tokens+pos", _total(r_tok) + _total(r_pos)))
+                out.sums.append(("tokens+pos", sample_total(r_tok) + sample_total(r_pos)))
                 out.pixels = self.patch_embed.relprop(r_tok[:, 1:], rec["patch_embed"], rules).sum(1)
-                out.sums.append(("pixels", _total(out.pixels)))
+                out.sums.append(("pixels", sample_total(out.pixels)))
         return out
 
 

@@ -32,10 +32,14 @@ def split_stores_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run(main: Callable[[argparse.Namespace, dict], None], p: argparse.ArgumentParser, argv=None) -> None:
-    """Parse, log to stderr (the rule's log file), turn expected errors into one clear line + exit 1."""
-    from vitaff.config import ConfigError
-    from vitaff.data.voc import VOCDataError
-    from vitaff.store import IncompleteArtifactError
+    """Parse, log to stderr (the rule's log file), run ``main``.
+
+    An expected error (:class:`vitaff.errors.VitaffError`: bad input, missing file, bad config) is
+    one clear line and exit 1. Anything else is a bug: its full traceback goes to the log, and the
+    last line names the exception and says the traceback is in the job's log (Snakemake prints
+    the log's path under ``Error in rule ...``).
+    """
+    from vitaff.errors import VitaffError
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -45,9 +49,14 @@ def run(main: Callable[[argparse.Namespace, dict], None], p: argparse.ArgumentPa
     start = time.time()
     try:
         main(args, params)
-    except (ConfigError, VOCDataError, IncompleteArtifactError, FileNotFoundError, ValueError) as err:
+    except VitaffError as err:
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as err:
+        log.exception("unexpected error")
+        print(f"error: unexpected {type(err).__name__}: {err} (a bug, not bad input; "
+              "the full traceback is above in this job's log)", file=sys.stderr)
         raise SystemExit(1) from None
     log.info("done in %.1f s", time.time() - start)
 

@@ -1,6 +1,6 @@
 """Rule ``dataset_index``: read every image (and mask) of a split once and write its index CSV.
 
-Columns: id, height, width, labels (space-separated VOC class indices present). Reading everything
+Columns: see :mod:`vitaff.data.index` (which reads it back). Reading everything
 up front turns a corrupt file into an error at the start of the pipeline, naming the file.
 """
 
@@ -31,13 +31,6 @@ def build_index(dataset: VOCDataset) -> pd.DataFrame:
             "has_mask": mask is not None,
         })
     return pd.DataFrame(rows)
-
-
-def read_index(path) -> pd.DataFrame:
-    """Read an index CSV; ``labels`` becomes a list of VOC class indices per image."""
-    frame = pd.read_csv(path, dtype={"id": str, "labels": str}, keep_default_na=False)
-    frame["labels"] = [[int(c) for c in s.split()] for s in frame["labels"]]
-    return frame
 
 
 def main(args, params) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vitaff.inspect import inspect_image
 from vitaff.stages import _cli
-from vitaff.stages.dataset_index import read_index
+from vitaff.data.index import read_index
 from vitaff.store import save_png
 from vitaff.viz import stack_rows
 

@@ -21,13 +21,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from vitaff.data.voc import NUM_CLASSES, VOC_CLASSES, load_mask
+from vitaff.config import ConfigError
+from vitaff.data.index import read_index
 from vitaff.metrics import ConfusionAccumulator
+from vitaff.scoring import STAGES, parse_inputs, score_row
 from vitaff.seeds import seed_labels
 from vitaff.stages import _cli
-from vitaff.stages.dataset_index import read_index
 from vitaff.store import open_shards, write_csv
-
-STAGES = ("seeds", "crf", "random_walk")
 
 
 def stage_prediction(stage: str, reader, k: int, bg_threshold: float) -> np.ndarray:
@@ -50,7 +50,7 @@ def _predictions(stage: str, paths, ids: list[str], bg_threshold: float):
     readers, _ = open_shards(paths)
     missing = wanted - {i for r in readers for i in r.ids}
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"{len(missing)} ids to score (e.g. {sorted(missing)[0]}) are not in the {stage} stores {paths[0]}...; "
             "dataset.train_score_split must be part of dataset.train_split (train is part of train_aug).")
     for reader in readers:
@@ -74,11 +74,6 @@ def score_stage(stage: str, paths, voc_root: Path, mask_dir: str, bg_threshold: 
     return acc, n
 
 
-def score_row(stage: str, split: str, acc: ConfusionAccumulator, n: int) -> dict:
-    iou = acc.iou() * 100
-    return {"stage": stage, "split": split, "n_images": n, **dict(zip(VOC_CLASSES, iou)), "mIoU": np.nanmean(iou)}
-
-
 def main(args, params) -> None:
     rows = []
     voc = Path(params["voc_root"])
@@ -92,16 +87,6 @@ def main(args, params) -> None:
     frame = frame.sort_values(["split", "stage"], key=lambda col: col.map(order) if col.name == "stage" else col)
     write_csv(frame.round(2), args.out)
 
-
-def parse_inputs(values):
-    """``split:stage:path1,path2`` items -> (split, stage, [paths])."""
-    out = []
-    for item in values:
-        split, stage, paths = item.split(":", 2)
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
-        out.append((split, stage, paths.split(",")))
-    return out
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from vitaff.config import resolve_device
 from vitaff.data.voc import NUM_FG_CLASSES, load_image
 from vitaff.seeds import class_seeds, release_large_blocks, seed_labels, to_full_stack
 from vitaff.stages import _cli
-from vitaff.stages.dataset_index import read_index
+from vitaff.data.index import read_index
 from vitaff.store import ImageShardWriter, save_png, shard_slice, writing_store
 from vitaff.viz import blend_labels, overlay, panel_row
 

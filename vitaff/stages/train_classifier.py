@@ -14,7 +14,7 @@ from vitaff.classifier import ClassificationSet, TrainSettings, build_classifier
 from vitaff.config import resolve_device
 from vitaff.stages import _cli
 from vitaff.training import resume_path
-from vitaff.stages.dataset_index import read_index
+from vitaff.data.index import read_index
 from vitaff.store import write_csv
 
 

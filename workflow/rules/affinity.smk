@@ -9,7 +9,7 @@ rule affinity_labels:
     params:
         # the grid keys only: retraining AffinityNet does not rerun the labels
         args=stage_params(affinity={k: CFG["affinity"][k] for k in ("feature_stride", "input", "crop_size")}),
-        code=code_hash("vitaff/affinity.py", "vitaff/stages/affinity_labels.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.affinity_labels"),
     threads: 1
     log:
         "results/logs/affinity_labels/{split}_{shard}.log",
@@ -30,8 +30,7 @@ rule train_affinitynet:
         history=report("results/models/affinitynet_log.csv", category="Training", caption="../report/affinitynet_log.rst"),
     params:
         args=stage_params("affinity"),
-        code=code_hash(*MODEL_CODE, "vitaff/affinity.py", "vitaff/affinity_training.py", "vitaff/models/affinitynet.py",
-                       "vitaff/stages/train_affinitynet.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.train_affinitynet"),
     threads: job_threads()
     log:
         "results/logs/train_affinitynet.log",

@@ -10,7 +10,7 @@ rule train_classifier:
         history=report("results/models/classifier_log.csv", category="Training", caption="../report/classifier_log.rst"),
     params:
         args=stage_params("classifier"),
-        code=code_hash(*MODEL_CODE, "vitaff/stages/train_classifier.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.train_classifier"),
     threads: job_threads()
     log:
         "results/logs/train_classifier.log",

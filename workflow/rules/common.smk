@@ -1,12 +1,11 @@
 # Shared helpers: the effective config, split names, shard lists and code hashes for rules.
-import hashlib
 import os
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import available_cpu_count
 
+from vitaff import codehash
 from vitaff.config import effective_config, to_json, uses_embedded_dataset, voc_root
 
 # The effective config: validated, defaults filled, `embedded` overrides applied for the generated set.
@@ -27,16 +26,10 @@ INDEX_SPLITS = sorted(set(SPLITS) | set(SCORED_FROM))
 SHARDS = list(range(CFG["dataset"]["shards"]))
 
 
-def code_hash(*paths):
-    """Hash of the vitaff sources a job depends on, passed as a param: editing them reruns the job."""
-    digest = hashlib.sha256()
-    for top in paths:
-        top = Path(workflow.basedir) / top
-        files = sorted(top.rglob("*.py")) if top.is_dir() else [top]
-        for f in files:
-            digest.update(str(f.relative_to(workflow.basedir)).encode())
-            digest.update(f.read_bytes())
-    return digest.hexdigest()[:16]
+def stage_code(module):
+    """Hash of the code a job runs (``module``'s import closure inside vitaff, vitaff/codehash.py),
+    passed as a param: editing any module the stage imports, directly or not, reruns the job."""
+    return codehash.stage_code(module, root=workflow.basedir)
 
 
 def cap_local_cores():
@@ -78,9 +71,6 @@ def job_threads(side_by_side=1):
     return max(1, min(cores, available_cpu_count()) // side_by_side)
 
 
-COMMON_CODE = ("vitaff/__init__.py", "vitaff/config.py", "vitaff/store.py", "vitaff/stages/_cli.py")
-
-
 def dataset_marker():
     """The embedded dataset's completion file, or nothing for a real VOCdevkit."""
     return [f"{VOC_ROOT}/synthetic.json"] if EMBEDDED else []
@@ -90,10 +80,6 @@ def stage_params(*sections, **extra):
     """JSON params of a stage: seed, device, VOC root and the named config sections."""
     return to_json({"seed": CFG["seed"], "device": CFG["device"], "voc_root": VOC_ROOT,
                     **{s: CFG[s] for s in sections}, **extra})
-
-
-MODEL_CODE = ("vitaff/models", "vitaff/explain.py", "vitaff/classifier.py", "vitaff/training.py", "vitaff/viz.py",
-              "vitaff/data/voc.py")
 
 
 # Inputs of scoring (every stage store of every scored split).

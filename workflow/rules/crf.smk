@@ -8,7 +8,7 @@ rule crf:
         directory("results/crf/{split}/shard_{shard}.zarr"),
     params:
         args=stage_params("crf"),
-        code=code_hash("vitaff/crf.py", "vitaff/stages/crf.py", "vitaff/data/voc.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.crf"),
     threads: 1
     log:
         "results/logs/crf/{split}_{shard}.log",

@@ -6,7 +6,7 @@ rule make_synthetic_dataset:
         f"{VOC_ROOT}/synthetic.json",
     params:
         args=to_json(CFG["synthetic"]),
-        code=code_hash("vitaff/data/synthetic", "vitaff/stages/make_dataset.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.make_synthetic_dataset"),
     threads: 1
     log:
         "results/logs/make_synthetic_dataset.log",
@@ -15,7 +15,7 @@ rule make_synthetic_dataset:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.make_dataset --params {params.args:q} --threads {threads} --out {output} > {log} 2>&1"
+        "python -m vitaff.stages.make_synthetic_dataset --params {params.args:q} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule dataset_index:
@@ -26,7 +26,7 @@ rule dataset_index:
         "results/data/{split}.csv",
     params:
         args=lambda wc: to_json({**CFG["dataset"], "root": VOC_ROOT, "split": wc.split}),
-        code=code_hash("vitaff/data", "vitaff/stages/dataset_index.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.dataset_index"),
     threads: 1
     log:
         "results/logs/dataset_index/{split}.log",

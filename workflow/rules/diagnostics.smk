@@ -11,7 +11,7 @@ rule seed_mass:
     params:
         args=stage_params("dataset"),
         inputs=score_args,
-        code=code_hash("vitaff/diagnostics/seed_mass.py", "vitaff/diagnostics/stages/seed_mass.py", "vitaff/data/voc.py", *COMMON_CODE),
+        code=stage_code("vitaff.diagnostics.stages.seed_mass"),
     threads: 1
     log:
         "results/logs/seed_mass.log",
@@ -35,9 +35,7 @@ rule walk_ceiling:
         args=stage_params("dataset", "seeds", "random_walk",
                           affinity={k: CFG["affinity"][k] for k in ("feature_stride", "radius")}),
         inputs=score_args,
-        code=code_hash("vitaff/diagnostics/walk_ceiling.py", "vitaff/diagnostics/stages/walk_ceiling.py", "vitaff/random_walk.py",
-                       "vitaff/affinity.py", "vitaff/metrics.py", "vitaff/seeds.py", "vitaff/stages/score.py",
-                       "vitaff/data/voc.py", *COMMON_CODE),
+        code=stage_code("vitaff.diagnostics.stages.walk_ceiling"),
     threads: job_threads()
     log:
         "results/logs/walk_ceiling.log",
@@ -62,10 +60,7 @@ rule affinity_stats:
         args=stage_params("affinity"),
         inputs=lambda wildcards, input: " ".join(
             f"{key}:{','.join(paths)}" for key, paths in input.items() if key.endswith(":seeds")),
-        code=code_hash(*MODEL_CODE, "vitaff/diagnostics/affinity_stats.py", "vitaff/diagnostics/stages/affinity_stats.py",
-                       "vitaff/diagnostics/stages/seed_mass.py", "vitaff/diagnostics/stages/walk_ceiling.py", "vitaff/diagnostics/walk_ceiling.py", "vitaff/affinity.py",
-                       "vitaff/affinity_training.py",
-                       "vitaff/models/affinitynet.py", *COMMON_CODE),
+        code=stage_code("vitaff.diagnostics.stages.affinity_stats"),
     threads: job_threads()
     log:
         "results/logs/affinity_stats.log",

@@ -5,10 +5,6 @@ EXPLAIN_EMBEDDED = not EXPLAIN["imagenet_val"] and not EXPLAIN["gtsegs"]
 EXPLAIN_DIR = EXPLAIN["embedded"]["dir"]
 EXPLAIN_SHARDS = list(range(EXPLAIN["shards"] or CFG["dataset"]["shards"]))
 EXPLAIN_TESTS = ("segmentation", "perturbation")
-EXPLAIN_CODE = ("vitaff/explain_eval.py", "vitaff/explain.py", "vitaff/metrics.py", "vitaff/models",
-                "vitaff/classifier.py", "vitaff/training.py", "vitaff/viz.py", "vitaff/data/imagenet_seg.py",
-                "vitaff/data/synthetic", "vitaff/data/voc.py")
-
 
 wildcard_constraints:
     test="|".join(EXPLAIN_TESTS),

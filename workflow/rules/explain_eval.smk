@@ -12,8 +12,7 @@ rule explain_embedded_data:
         f"{EXPLAIN_DIR}/explain_sets.json",
     params:
         args=to_json({"explain": {"embedded": EXPLAIN["embedded"]}}),
-        code=code_hash("vitaff/data/imagenet_seg.py", "vitaff/data/synthetic", "vitaff/explain_eval.py",
-                       "vitaff/stages/explain_data.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.explain_embedded_data"),
     threads: 1
     log:
         "results/logs/explain/embedded_data.log",
@@ -22,7 +21,7 @@ rule explain_embedded_data:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.explain_data --params {params.args:q} --threads {threads} > {log} 2>&1"
+        "python -m vitaff.stages.explain_embedded_data --params {params.args:q} --threads {threads} > {log} 2>&1"
 
 
 rule train_explain_model:
@@ -34,7 +33,7 @@ rule train_explain_model:
         history="results/models/explain_vit_log.csv",
     params:
         args=to_json({"seed": CFG["seed"], "device": CFG["device"], "explain": {"embedded": EXPLAIN["embedded"]}}),
-        code=code_hash(*EXPLAIN_CODE, "vitaff/stages/explain_train.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.train_explain_model"),
     threads: job_threads()
     log:
         "results/logs/explain/train_explain_model.log",
@@ -45,7 +44,7 @@ rule train_explain_model:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.explain_train --params {params.args:q} --threads {threads} --out {output.model}"
+        "python -m vitaff.stages.train_explain_model --params {params.args:q} --threads {threads} --out {output.model}"
         " --history {output.history} --resume-dir results/checkpoints > {log} 2>&1"
 
 
@@ -58,7 +57,7 @@ rule explain_eval_shard:
         "results/explain/{test}/shard_{shard}.csv",
     params:
         args=explain_params("figure_images"),
-        code=code_hash(*EXPLAIN_CODE, "vitaff/stages/explain_shard.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.explain_eval_shard"),
         shards=len(EXPLAIN_SHARDS),
         model=lambda wc, input: f"--model {input.model[0]}" if input.model else "",
     threads: job_threads(len(EXPLAIN_SHARDS))
@@ -71,7 +70,7 @@ rule explain_eval_shard:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.stages.explain_shard --params {params.args:q} --threads {threads} --test {wildcards.test} {params.model}"
+        "python -m vitaff.stages.explain_eval_shard --params {params.args:q} --threads {threads} --test {wildcards.test} {params.model}"
         " --shard {wildcards.shard} --shards {params.shards} --out {output} > {log} 2>&1"
 
 
@@ -83,7 +82,7 @@ rule explain_gather:
         report("results/explain_{test}.csv", category="Explainability", caption="../report/explain_eval.rst"),
     params:
         args=to_json({}),
-        code=code_hash("vitaff/explain_eval.py", "vitaff/stages/explain_gather.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.explain_gather"),
     threads: 1
     log:
         "results/logs/explain/gather_{test}.log",
@@ -103,7 +102,7 @@ rule explain_figure:
         report("results/figures/explain_methods.png", category="Explainability", caption="../report/explain_methods.rst"),
     params:
         args=explain_params(),
-        code=code_hash(*EXPLAIN_CODE, "vitaff/viz.py", "vitaff/stages/explain_figure.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.explain_figure"),
         model=lambda wc, input: f"--model {input.model[0]}" if input.model else "",
     threads: job_threads()
     log:

@@ -10,7 +10,7 @@ rule figures:
         report("results/figures/wsss_stages.png", category="Figures", caption="../report/wsss_stages.rst"),
     params:
         args=stage_params("figures", "seeds", "affinity"),
-        code=code_hash("vitaff/inspect.py", "vitaff/viz.py", "vitaff/stages/figures.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.figures"),
     threads: job_threads()
     log:
         "results/logs/figures.log",

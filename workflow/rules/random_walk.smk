@@ -10,8 +10,7 @@ rule random_walk:
         directory("results/random_walk/{split}/shard_{shard}.zarr"),
     params:
         args=stage_params("affinity", "random_walk"),
-        code=code_hash(*MODEL_CODE, "vitaff/random_walk.py", "vitaff/affinity_training.py", "vitaff/models/affinitynet.py",
-                       "vitaff/stages/random_walk.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.random_walk"),
     threads: job_threads(len(SHARDS))
     log:
         "results/logs/random_walk/{split}_{shard}.log",
@@ -35,7 +34,7 @@ rule pseudo_labels:
         directory("results/pseudo_labels/{split}"),
     params:
         args=stage_params(),
-        code=code_hash("vitaff/stages/pseudo_labels.py", "vitaff/data/voc.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.pseudo_labels"),
     threads: 1
     log:
         "results/logs/pseudo_labels/{split}.log",

@@ -13,7 +13,7 @@ rule score:
         inputs=score_args,
         indexes=lambda wildcards, input: " ".join(
             f"{key.split(':', 1)[1]}:{value}" for key, value in input.items() if key.startswith("index:")),
-        code=code_hash("vitaff/metrics.py", "vitaff/seeds.py", "vitaff/stages/score.py", "vitaff/data/voc.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.score"),
     threads: 1
     log:
         "results/logs/score.log",

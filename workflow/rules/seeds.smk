@@ -11,7 +11,7 @@ rule seeds:
                         category="Seeds", subcategory="{split}", caption="../report/seed_previews.rst"),
     params:
         args=stage_params("seeds"),
-        code=code_hash(*MODEL_CODE, "vitaff/seeds.py", "vitaff/viz.py", "vitaff/stages/seeds.py", *COMMON_CODE),
+        code=stage_code("vitaff.stages.seeds"),
         shards=len(SHARDS),
     threads: job_threads(len(SHARDS))
     log:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitaff.config import schema_default
 from vitaff.data.voc import CLASS_INDEX, VOC_CLASSES
 
 
@@ -54,13 +55,15 @@ def make_id(split: str, index: int) -> str:
 class SyntheticConfig:
     """Every knob of the generator. Lengths in pixels unless noted; colours in 0..255 RGB units.
 
-    The defaults give the pipeline's embedded dataset: 300 train + 100 val images of 112..160
-    pixels a side with 1..3 objects of 5 classes (about 10 s to generate on one CPU core).
+    The defaults give the pipeline's embedded dataset (``seed``, ``n_train``, ``n_val``,
+    ``body_textures`` and ``body_tint`` are the schema's ``synthetic.*`` defaults): 500 train + 100
+    val images of 112..160 pixels a side with 1..3 objects of 5 classes.
     """
 
-    seed: int = 0
-    n_train: int = 300
-    n_val: int = 100
+    # the keys of config.yaml's `synthetic:` section take their defaults from the schema
+    seed: int = schema_default("synthetic.seed")
+    n_train: int = schema_default("synthetic.n_train")
+    n_val: int = schema_default("synthetic.n_val")
     # Real VOC class names; the k-th gets discriminative pattern PART_PATTERNS[k] (max 8 classes).
     classes: tuple[str, ...] = ("bird", "car", "cat", "dog", "person")
     # Image size: each side drawn uniformly from size_range (inclusive), unless image_size=(H, W).
@@ -101,11 +104,11 @@ class SyntheticConfig:
     # "shared": the body grating comes from the shared pool above; "class": every body carries its
     # class's CLASS_BODY_TEXTURES entry (plaid / stripes / dots / rings / zigzag ...), so the body
     # alone tells the class and a classifier trained with its parts hidden must read the body.
-    body_textures: str = "shared"
+    body_textures: str = schema_default("synthetic.body_textures")
     # Mean shift of the body colour along its class's colour axis (0..255 units): weak class
     # evidence spread over the whole body. Measured (README): the classifier learns the classes
     # faster with it, but transformer attribution still concentrates on the part.
-    body_tint: float = 0.0
+    body_tint: float = schema_default("synthetic.body_tint")
     body_contrast: float = 50.0
     body_bg_blend: float = 0.35
     part_keep_body: float = 0.2

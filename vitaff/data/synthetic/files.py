@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vitaff.data.voc import VOC_CLASSES, voc_colormap
+from vitaff.data.voc import INSTANCE_DIR, PART_DIR, VOC_CLASSES, voc_colormap
 from vitaff.data.synthetic.config import (
     GENERATOR_VERSION,
     PART_HIDDEN_DIR,
@@ -130,10 +130,10 @@ def generate_voc(root: str | os.PathLike, cfg: SyntheticConfig | None = None, *,
     tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))
     try:
         voc = tmp / "VOC2012"
-        dirs = {d: voc / d for d in ("JPEGImages", "SegmentationClass", "SegmentationObject",
+        dirs = {d: voc / d for d in ("JPEGImages", "SegmentationClass", INSTANCE_DIR,
                                      "Annotations", "ImageSets/Segmentation", "ImageSets/Main")}
         if cfg.write_parts:
-            dirs["SegmentationPart"] = voc / "SegmentationPart"
+            dirs[PART_DIR] = voc / PART_DIR
             dirs[PART_HIDDEN_DIR] = voc / PART_HIDDEN_DIR
         for d in dirs.values():
             d.mkdir(parents=True)
@@ -155,9 +155,9 @@ def generate_voc(root: str | os.PathLike, cfg: SyntheticConfig | None = None, *,
                 h, w = mask.shape
                 (dirs["JPEGImages"] / f"{image_id}.jpg").write_bytes(_encode_jpeg(img, cfg.jpeg_quality))
                 (dirs["SegmentationClass"] / f"{image_id}.png").write_bytes(_encode_palette_png(mask))
-                (dirs["SegmentationObject"] / f"{image_id}.png").write_bytes(_encode_palette_png(aux["instances"]))
+                (dirs[INSTANCE_DIR] / f"{image_id}.png").write_bytes(_encode_palette_png(aux["instances"]))
                 if cfg.write_parts:
-                    (dirs["SegmentationPart"] / f"{image_id}.png").write_bytes(_encode_palette_png(aux["parts"]))
+                    (dirs[PART_DIR] / f"{image_id}.png").write_bytes(_encode_palette_png(aux["parts"]))
                     (dirs[PART_HIDDEN_DIR] / f"{image_id}.jpg").write_bytes(
                         _encode_jpeg(aux["part_hidden"], cfg.jpeg_quality))
                 (dirs["Annotations"] / f"{image_id}.xml").write_text(

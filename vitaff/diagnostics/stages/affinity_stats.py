@@ -16,11 +16,9 @@ from tqdm import tqdm
 from vitaff.diagnostics.affinity_stats import PairAffinityAccumulator
 from vitaff.affinity_training import image_affinity, load_affinity_model
 from vitaff.config import resolve_device
-from vitaff.data.voc import load_image, load_mask
+from vitaff.data.voc import INSTANCE_DIR, PART_DIR, load_image, load_mask, require_part_masks
+from vitaff.scoring import parse_inputs
 from vitaff.stages import _cli
-from vitaff.stages.score import parse_inputs
-from vitaff.diagnostics.stages.seed_mass import PART_DIR, require_part_masks
-from vitaff.diagnostics.stages.walk_ceiling import INSTANCE_DIR
 from vitaff.store import open_shards, write_csv
 
 

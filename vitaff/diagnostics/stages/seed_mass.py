@@ -12,20 +12,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vitaff.data.voc import VOCDataError, load_mask
+from vitaff.data.voc import PART_DIR, load_mask, require_part_masks
 from vitaff.diagnostics.seed_mass import SeedMassAccumulator
+from vitaff.scoring import parse_inputs
 from vitaff.stages import _cli
-from vitaff.stages.score import parse_inputs
 from vitaff.store import open_shards, write_csv
-
-PART_DIR = "SegmentationPart"
-
-
-def require_part_masks(voc_root: Path) -> None:
-    """The part masks the embedded-data diagnostics need, or a clear error."""
-    if not (voc_root / PART_DIR).is_dir():
-        raise VOCDataError(f"{voc_root / PART_DIR} not found: part masks exist only in the embedded synthetic "
-                           "dataset (vitaff.data.synthetic, write_parts=True); this diagnostic cannot run on real VOC")
 
 
 def split_rows(split: str, seed_paths, crf_paths, voc_root: Path, mask_dir: str) -> list[dict]:

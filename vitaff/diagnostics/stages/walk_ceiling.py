@@ -23,16 +23,16 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vitaff.data.voc import NUM_CLASSES, load_mask
+from vitaff.data.voc import INSTANCE_DIR, NUM_CLASSES, load_mask
+from vitaff.errors import MissingFileError
 from vitaff.metrics import ConfusionAccumulator
 from vitaff.random_walk import refine_seeds
 from vitaff.seeds import seed_labels
 from vitaff.stages import _cli
-from vitaff.stages.score import parse_inputs, score_row
+from vitaff.scoring import parse_inputs, score_row
 from vitaff.store import open_shards, write_csv
 from vitaff.diagnostics.walk_ceiling import instance_affinity
 
-INSTANCE_DIR = "SegmentationObject"
 
 
 def ceiling_powers(random_walk: dict) -> list[float]:
@@ -58,7 +58,7 @@ def best_bg_power(table: pd.DataFrame, split: str = "train", tolerance: float = 
 
 def split_rows(split: str, seed_paths, voc_root: Path, mask_dir: str, params: dict) -> list[dict]:
     if not (voc_root / INSTANCE_DIR).is_dir():
-        raise FileNotFoundError(f"{voc_root / INSTANCE_DIR} not found: the walk ceiling needs VOC's instance masks "
+        raise MissingFileError(f"{voc_root / INSTANCE_DIR} not found: the walk ceiling needs VOC's instance masks "
                                 "(SegmentationObject/, part of VOC2012 and of the embedded dataset)")
     aff, rw = params["affinity"], params["random_walk"]
     readers, _ = open_shards(seed_paths)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from vitaff.config import ConfigError
 from vitaff.data.synthetic import SyntheticConfig, generate_voc
+from vitaff.data.voc import PART_DIR
+from vitaff.errors import MissingFileError
 from vitaff.stages import _cli
 
 
@@ -20,7 +22,7 @@ def _is_ours_or_empty(voc_dir: Path) -> bool:
     if not voc_dir.exists():
         return True
     voc = voc_dir / "VOC2012"
-    if (voc / "synthetic.json").is_file() or (voc / "SegmentationPart").is_dir():
+    if (voc / "synthetic.json").is_file() or (voc / PART_DIR).is_dir():
         return True
     return not any(p.is_file() for p in voc_dir.rglob("*"))
 
@@ -47,7 +49,7 @@ def main(args, params) -> None:
     for split, ids in summary["ids"].items():
         print(f"{split}: {len(ids)} images")
     if not Path(args.out).is_file():
-        raise FileNotFoundError(f"generation finished but {args.out} is missing; synthetic.dir and the output disagree")
+        raise MissingFileError(f"generation finished but {args.out} is missing; synthetic.dir and the output disagree")
 
 
 if __name__ == "__main__":

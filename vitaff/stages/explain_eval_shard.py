@@ -1,4 +1,4 @@
-"""Rules ``explain_segmentation_shard`` / ``explain_perturbation_shard``: one image range of a test.
+"""Rule ``explain_eval_shard``: one image range of the segmentation or perturbation test (``{test}``).
 
 Writes one CSV row per image (and method; for the perturbation test also mode and class kind),
 atomically, so a finished shard is never recomputed and the gather rule combines shards exactly.
