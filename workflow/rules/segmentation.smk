@@ -28,6 +28,7 @@ rule train_segmentation:
         args=stage_params("dataset", segmentation={k: v for k, v in SEG.items() if k not in SEG_INFERENCE_KEYS},
                           classifier={"model": CFG["classifier"]["model"]}),
         labels=lambda wc: SEG_NETWORKS[wc.network],
+        split=TRAIN_SPLIT,
         classifier=" ".join(f"--classifier {path}" for path in SEG_CLASSIFIER),
         code=code_hash(*MODEL_CODE, *SEG_CODE, "vitaff/training.py", "vitaff/stages/train_segmentation.py"),
     threads: job_threads()
@@ -41,7 +42,7 @@ rule train_segmentation:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.train_segmentation --params {params.args:q} --threads {threads} --index {input.index}"
-        " --split {TRAIN_SPLIT} --labels {params.labels} {params.classifier} --out {output.model}"
+        " --split {params.split} --labels {params.labels} {params.classifier} --out {output.model}"
         " --history {output.history} --resume-dir results/checkpoints > {log} 2>&1"
 
 
@@ -81,6 +82,7 @@ rule score_segmentation:
         report("results/segmentation_miou.csv", category="Results", caption="../report/segmentation_miou.rst"),
     params:
         args=stage_params("dataset"),
+        split=EVAL_SPLIT,
         code=code_hash(*SEG_CODE, "vitaff/stages/score_segmentation.py", "vitaff/stages/dataset_index.py"),
     threads: 1
     log:
@@ -89,4 +91,4 @@ rule score_segmentation:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.score_segmentation --params {params.args:q} --threads {threads} --index {input.index}"
-        " --split {EVAL_SPLIT} --pseudo-labels {input.pseudo_labels} --networks {input.networks} --out {output} > {log} 2>&1"
+        " --split {params.split} --pseudo-labels {input.pseudo_labels} --networks {input.networks} --out {output} > {log} 2>&1"
