@@ -37,6 +37,7 @@ include: "workflow/rules/crf.smk"
 include: "workflow/rules/affinity.smk"
 include: "workflow/rules/random_walk.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/explain_eval.smk"
 include: "workflow/rules/diagnostics.smk"
@@ -52,3 +53,5 @@ rule all:
         ["results/seed_mass.csv", "results/affinity_stats.csv"] if EMBEDDED else [],
         # the walk with ground-truth affinity: an upper bound of the refinement on these seeds
         "results/walk_ceiling.csv",
+        # step 3: a segmentation network trained on the pseudo labels, scored on the eval split
+        "results/segmentation_miou.csv",

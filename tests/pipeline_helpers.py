@@ -24,6 +24,7 @@ def write_tiny_config(workdir: Path, *, classifier_epochs: int = 2, affinity_epo
     cfg["embedded"]["classifier"]["epochs"] = classifier_epochs
     cfg["embedded"]["affinity"]["epochs"] = affinity_epochs
     cfg["random_walk"]["logt"] = 3
+    cfg["embedded"]["segmentation"].update(iterations=4, checkpoint_every=2, batch_size=4, test_scales=[0.75, 1.0])
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

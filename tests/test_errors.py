@@ -151,6 +151,21 @@ def test_dry_run_stops_on_unknown_model_name(tmp_path):
     assert "vit_base_r50_s16_384" in out
 
 
+def test_dry_run_refuses_mask_pretrained_segmentation_weights(tmp_path):
+    """Weights trained on segmentation masks stop the run before any job, naming the key that allows them."""
+    write_tiny_config(tmp_path)
+    proc = _snakemake(tmp_path, "-n", "--config", 'segmentation={"init": "mask_pretrained"}', "--",
+                      "results/segmentation_miou.csv")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config key segmentation.init: mask_pretrained starts from weights trained on segmentation masks" in out
+    assert "segmentation.allow_mask_pretrained: true" in out
+    allowed = _snakemake(tmp_path, "-n", "--config",
+                         'segmentation={"init": "mask_pretrained", "allow_mask_pretrained": true}', "--",
+                         "results/voc_miou.csv")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+
+
 def test_dry_run_suggests_the_key_meant(tmp_path):
     cfg = write_tiny_config(tmp_path)
     raw = yaml.safe_load(cfg.read_text())

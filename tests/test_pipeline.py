@@ -102,6 +102,32 @@ def test_logs_previews_figures_and_benchmarks(tiny_run):
     assert list(history.epoch) == [1, 2] and "eval_mAP" in history
 
 
+def test_segmentation_network_rows(tiny_run):
+    """Step 3: the pseudo labels, the network on them in three modes and the ground-truth upper bound."""
+    from vitaff.data.voc import load_mask
+
+    table = pd.read_csv(tiny_run / "results/segmentation_miou.csv")
+    assert list(table.columns) == ["result", "mode", "init", "split", "n_images", *VOC_CLASSES, "mIoU"]
+    modes = ["single_scale", "multi_scale_flip", "multi_scale_flip_crf"]
+    assert list(zip(table.result, table["mode"])) == [("pseudo_labels", "labels")] + [
+        (result, mode) for result in ("network_on_pseudo_labels", "upper_bound_network_on_ground_truth")
+        for mode in modes]
+    assert set(table.split) == {"val"} and set(table.n_images) == {12}
+    assert set(table["init"].dropna()) == {"classifier"}
+    assert table["mIoU"].between(0, 100).all()
+    # the pseudo-label row scores the same PNGs with the same code as voc_miou.csv's random_walk row
+    score = read_miou(tiny_run / "results/voc_miou.csv").set_index(["stage", "split"])
+    assert table.loc[0, "mIoU"] == pytest.approx(score.loc[("random_walk", "val"), "mIoU"], abs=0.01)
+    ids = sorted(p.stem for p in (tiny_run / "results/pseudo_labels/val").glob("*.png"))
+    for network in ("segmentation", "segmentation_gt"):
+        out = tiny_run / "results" / network / "val"
+        assert sorted(p.stem for p in out.glob("*.png")) == ids
+        gt = load_mask(tiny_run / "data/synthetic/VOCdevkit/VOC2012/SegmentationClass" / f"{ids[0]}.png")
+        assert load_mask(out / f"{ids[0]}.png").shape == gt.shape
+    history = pd.read_csv(tiny_run / "results/models/segmentation_log.csv")
+    assert list(history.iteration) == [2, 4]
+
+
 def test_rerun_is_a_no_op(tiny_run):
     proc = run_snakemake(tiny_run, "-n", target="all")
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -6,7 +6,8 @@ real-run default applies: the hybrid ``vit_base_r50_s16_384`` at 448 px = 785 to
 with labels from the XML annotations, cube-root seeds over all blocks, AffinityNet on the whole
 image resized to 448, the walk on 56 x 56 in float64), a checkpoint file written by timm itself
 with random weights (384 px position embedding, resampled to 448 at load), images of 500 x 375,
-1 epoch per training stage. Checks the rule graph, the scores' protocol (train scored on its
+1 epoch per training stage, 2 iterations of the segmentation network (torchvision's DeepLab-v3
+ResNet-101 from a torchvision-layout ImageNet checkpoint with random weights). Checks the rule graph, the scores' protocol (train scored on its
 1,464-style subset of train_aug with the official masks) and the pseudo-label PNGs.
 """
 
@@ -47,6 +48,15 @@ def make_voc_with_sbd(root):
     return voc, train_aug, summary["ids"]["val"]
 
 
+def write_resnet101_checkpoint(path):
+    """An ImageNet ResNet-101 as torchvision saves it (random weights): the step-3 network's backbone."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet101().state_dict(), path)
+
+
 def write_timm_checkpoint(path):
     """What `timm.create_model(name, pretrained=True)` would have saved, with random weights."""
     import timm
@@ -69,6 +79,11 @@ def real_run(tmp_path_factory):
                              epochs=1, batch_size=2)
     cfg["affinity"].update(epochs=1, batch_size=2)
     cfg["seeds"]["previews"] = 1
+    # step 3: the real network (DeepLab-v3 ResNet-101, output stride 8) from an ImageNet checkpoint,
+    # crops of 321, 2 iterations of 4 images as 2 x 2 accumulated, the default multi-scale + flip + CRF
+    write_resnet101_checkpoint(work / "resnet101.pth")
+    cfg["segmentation"].update(checkpoint=str(work / "resnet101.pth"), iterations=2, batch_size=4,
+                               accumulation_steps=2, checkpoint_every=1, num_workers=0)
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     run_snakemake(work, target="all", timeout=3000)
     return work, train_aug, val
@@ -121,3 +136,22 @@ def test_seeds_and_walk_at_real_sizes(real_run):
     labels = ImageShardReader(work / "results/affinity_labels/train_aug/shard_0.zarr")
     assert labels.read(0, "labels").shape == (56, 56)  # the 448 x 448 resized image at stride 8
     assert (work / "results/models/affinitynet.pt").is_file()
+
+
+def test_segmentation_network_at_real_sizes(real_run):
+    work, _, val = real_run
+    table = pd.read_csv(work / "results/segmentation_miou.csv")
+    assert list(zip(table.result, table["mode"])) == [("pseudo_labels", "labels")] + [
+        ("network_on_pseudo_labels", m) for m in ("single_scale", "multi_scale_flip", "multi_scale_flip_crf")]
+    assert set(table["init"].dropna()) == {"imagenet"} and set(table.n_images) == {N_VAL}
+    out = work / "results/segmentation/val"
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(val)
+    with Image.open(out / f"{val[0]}.png") as im:
+        assert im.mode == "P" and im.size == (500, 375)
+    history = pd.read_csv(work / "results/models/segmentation_log.csv")
+    assert list(history.iteration) == [1, 2]
+    import torch
+
+    state = torch.load(work / "results/models/segmentation.pt", map_location="cpu", weights_only=False)
+    assert state["segmentation"]["network"] == "deeplabv3_resnet101"
+    assert state["state_dict"]["network.backbone.layer3.22.conv3.weight"].shape == (1024, 256, 1, 1)  # 23 blocks: R101

@@ -19,7 +19,7 @@ from vitaff.errors import VitaffError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-EMBEDDED_SECTIONS = ("dataset", "classifier", "seeds", "crf", "affinity", "random_walk")
+EMBEDDED_SECTIONS = ("dataset", "classifier", "seeds", "crf", "affinity", "random_walk", "segmentation")
 
 
 class ConfigError(VitaffError, ValueError):
@@ -183,10 +183,48 @@ def validate(config: dict, schema: dict | None = None, names: dict | None = None
         problem = unknown_model_message(name) if isinstance(name, str) else None
         if problem and not any(line.startswith(f"config key {names.get(key, key)}:") for line in lines):
             lines.append(f"config key {names.get(key, key)}: {problem}")
+    if not lines and isinstance(config.get("segmentation"), dict):
+        lines += [f"config key {names.get(key, key)}: {text}"
+                  for key, text in _segmentation_key_problems(config["segmentation"])]
     if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines)) +
                           "\nSee workflow/schemas/config.schema.yaml for every key's type and range.")
     return config
+
+
+SEGMENTATION_STEM = "deeplabv3_classifier_stem"
+SEGMENTATION_INITS = {  # network -> the inits it accepts (vitaff.segmentation.build_network)
+    "deeplabv3_resnet101": ("imagenet", "scratch", "mask_pretrained"),
+    "deeplabv3_resnet50": ("imagenet", "scratch", "mask_pretrained"),
+    SEGMENTATION_STEM: ("classifier", "scratch"),
+}
+
+
+def _segmentation_key_problems(seg: dict) -> list[tuple[str, str]]:
+    """(key, problem) pairs of a filled-in ``segmentation`` section that the schema cannot express."""
+    out = []
+    network, init = seg.get("network"), seg.get("init")
+    if init == "mask_pretrained" and not seg.get("allow_mask_pretrained"):
+        out.append(("segmentation.init", "mask_pretrained starts from weights trained on segmentation masks (pixel "
+                    "supervision the weakly-supervised protocol excludes); set segmentation.allow_mask_pretrained: "
+                    "true to allow it (every row of results/segmentation_miou.csv then says init=mask_pretrained)"))
+    if network in SEGMENTATION_INITS and init not in SEGMENTATION_INITS[network]:
+        out.append(("segmentation.init", f"{init!r} does not apply to segmentation.network {network}; "
+                    f"use one of {', '.join(SEGMENTATION_INITS[network])}"))
+    batch, steps = seg.get("batch_size"), seg.get("accumulation_steps")
+    if isinstance(batch, int) and isinstance(steps, int):
+        if batch % steps:
+            out.append(("segmentation.batch_size", f"{batch} is not a multiple of segmentation.accumulation_steps {steps}"))
+        elif batch // steps < 2:
+            out.append(("segmentation.batch_size", f"{batch} / accumulation_steps {steps} = {batch // steps} image per "
+                        "micro-batch; the ASPP's image-pooling branch normalises over the micro-batch and needs at "
+                        "least 2"))
+    return out
+
+
+def segmentation_problems(seg: dict) -> list[str]:
+    """One line per problem of a ``segmentation`` section (also checked at validation)."""
+    return [f"config key {key}: {text}" for key, text in _segmentation_key_problems(seg)]
 
 
 def uses_embedded_dataset(config: dict) -> bool:
@@ -200,7 +238,7 @@ def effective_config(config: dict) -> dict:
         names = {}
         for section in EMBEDDED_SECTIONS:
             override = copy.deepcopy(config["embedded"].get(section, {}))
-            config[section].update(override)
+            deep_update(config[section], override)  # nested sections (segmentation.crf) key by key
             names.update({f"{section}.{k}": f"embedded.{section}.{k}" for k in override})
         config = validate(config, names=names)
     return config

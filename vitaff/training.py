@@ -35,21 +35,27 @@ def build_optimizer(params, name: str, lr: float, momentum: float, weight_decay:
     raise ValueError(f"optimizer must be adamw or sgd, got {name!r}")
 
 
-def restore(resume_path, model, optimizer, generator: torch.Generator) -> tuple[list[dict], int]:
-    """Load the last epoch's state if ``resume_path`` exists; returns (history, epochs done)."""
+def restore(resume_path, model, optimizer, generator: torch.Generator | None) -> tuple[list[dict], int]:
+    """Load the last saved state if ``resume_path`` exists; returns (history, epochs (or iterations) done).
+
+    ``generator``: the data-order generator, or None for a loop that derives its randomness from the
+    step number (the segmentation network's, :mod:`vitaff.segmentation`)."""
     if resume_path is None or not Path(resume_path).is_file():
         return [], 0
     state = torch.load(resume_path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
+    if generator is not None:
+        generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
-    log.info("resuming from %s after epoch %d", resume_path, state["epoch"])
+    log.info("resuming from %s after step %d", resume_path, state["epoch"])
     return state["history"], state["epoch"]
 
 
-def checkpoint(resume_path, model, optimizer, generator: torch.Generator, history: list[dict], epoch: int) -> None:
-    """Save the state after ``epoch`` epochs (no-op without a resume path)."""
+def checkpoint(resume_path, model, optimizer, generator: torch.Generator | None, history: list[dict],
+               epoch: int) -> None:
+    """Save the state after ``epoch`` epochs (or iterations; no-op without a resume path)."""
     if resume_path is not None:
-        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "generator": None if generator is None else generator.get_state(),
                     "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch}, resume_path)
