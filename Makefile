@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 CORES ?= 8
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test test-slow lint bench clean
+.PHONY: install run test test-slow lint bench clean mutation
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,19 @@ bench: install
 	python bench/wsss_ops.py
 
 clean:
-	rm -rf results/* .snakemake data/synthetic
+	rm -rf results/* .snakemake data/synthetic mutants
+
+# Mutation score of the core maths (not part of `make test`): metrics, affinity, random walk, CRF,
+# seeds and the relevance rules of vitaff/models/vit.py (the relprop rules and their helpers, not
+# the model's construction). Each mutant runs only the fast tests that reach its function
+# ([tool.mutmut] in pyproject.toml). Survivors that are equivalent mutants: docs/mutation.md.
+MUTANTS := 'vitaff.metrics.*' 'vitaff.affinity.*' 'vitaff.random_walk.*' 'vitaff.crf.*' 'vitaff.seeds.*' \
+	'vitaff.models.vit.*relprop*' 'vitaff.models.vit.x_safe_divide*' 'vitaff.models.vit.x__safe_divide_into*' \
+	'vitaff.models.vit.x__ours_z*' 'vitaff.models.vit.x_sample_sum*' 'vitaff.models.vit.x__total*'
+mutation: install
+	python -m pip install --quiet -e '.[test,mutation]'
+	nice -n 10 mutmut run $(MUTANTS)
+	python tools/mutation_score.py $(MUTANTS)
 
 # Opt-in: a throw-away one-node SLURM cluster on this machine (Debian, root), the tiny pipeline
 # through profiles/slurm, then every daemon stopped again. Not part of `make test`.
