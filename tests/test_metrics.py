@@ -95,3 +95,32 @@ def test_average_precision_equals_threshold_sum(pairs):
         ap += (recall - prev_recall) * tp / sel.sum()
         prev_recall = recall
     assert average_precision(s, t) == pytest.approx(ap)
+
+
+def test_mean_average_precision_by_hand():
+    """AP per class over images by hand; a class with no positive image is left out of the mean."""
+    from vitaff.metrics import mean_average_precision
+
+    scores = np.array([[0.9, 0.1, 0.5], [0.8, 0.7, 0.2], [0.3, 0.6, 0.4], [0.1, 0.2, 0.9]])
+    targets = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    # class 0: ranks 0.9 (+), 0.8 (-), 0.3 (+): AP = 1/2 * 1 + 1/2 * 2/3; class 1: 0.7 (+), 0.6 (+): AP 1
+    ap0 = 0.5 * 1 + 0.5 * 2 / 3
+    assert mean_average_precision(scores, targets) == pytest.approx((ap0 + 1.0) / 2)
+    assert np.isnan(mean_average_precision(scores, np.zeros_like(targets)))
+
+
+def test_predict_scores_in_eval_mode_in_dataset_order():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from vitaff.classifier import predict_scores
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 3)).train()
+    x, y = torch.randn(5, 4), (torch.rand(5, 3) > 0.5).float()
+    scores, targets = predict_scores(model, TensorDataset(x, y), batch_size=2, device="cpu")
+    assert not model.training  # dropout off: the scores are the model's, not a random draw
+    with torch.no_grad():
+        np.testing.assert_allclose(scores, model(x).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(targets, y.numpy())
+    assert scores.shape == (5, 3) and isinstance(scores, np.ndarray)
