@@ -39,7 +39,8 @@ clean:
 # seeds and the relevance rules of vitaff/models/vit.py (the relprop rules and their helpers, not
 # the model's construction). Each mutant runs only the fast tests that reach its function
 # ([tool.mutmut] in pyproject.toml). Survivors that are equivalent mutants: docs/mutation.md.
-MUTANTS := 'vitaff.metrics.*' 'vitaff.affinity.*' 'vitaff.random_walk.*' 'vitaff.crf.*' 'vitaff.seeds.*' \
+MUTANTS := 'vitaff.metrics.*' 'vitaff.crf.*' 'vitaff.affinity.*' 'vitaff.random_walk.*' \
+	'vitaff.seeds.x_seed_chain*' 'vitaff.seeds.x_class_seeds*' 'vitaff.seeds.x_to_full_stack*' 'vitaff.seeds.x_seed_labels*' \
 	'vitaff.models.vit.*relprop*' 'vitaff.models.vit.x_safe_divide*' 'vitaff.models.vit.x__safe_divide_into*' \
 	'vitaff.models.vit.x__ours_z*' 'vitaff.models.vit.x_sample_sum*' 'vitaff.models.vit.x__total*'
 mutation: install

@@ -124,3 +124,12 @@ def test_predict_scores_in_eval_mode_in_dataset_order():
         np.testing.assert_allclose(scores, model(x).numpy(), rtol=1e-6)
     np.testing.assert_array_equal(targets, y.numpy())
     assert scores.shape == (5, 3) and isinstance(scores, np.ndarray)
+
+
+def test_accumulator_uses_its_own_ignore_index():
+    """An accumulator made with another ignore value ignores that value (and only that one)."""
+    gt = np.array([[0, 1, 9], [255 % 3, 1, 9]])
+    pred = np.array([[0, 1, 2], [1, 1, 0]])
+    acc = ConfusionAccumulator(num_classes=3, ignore_index=9).update(gt, pred)
+    np.testing.assert_array_equal(acc.matrix, confusion_matrix(gt, pred, num_classes=3, ignore_index=9))
+    assert acc.matrix.sum() == 4

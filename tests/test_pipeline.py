@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_helpers import read_miou, run_snakemake, write_tiny_config
-from vitaff.data.voc import VOC_CLASSES
+from pipeline_helpers import EXPLAIN_TARGETS, read_miou, run_snakemake, score_rows, write_tiny_config
+from vitaff.data.voc import VOC_CLASSES, load_mask
 from vitaff.store import ImageShardReader
 
 pytestmark = pytest.mark.slow
@@ -17,18 +17,51 @@ pytestmark = pytest.mark.slow
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("pipeline")
     write_tiny_config(workdir)
-    run_snakemake(workdir, target="all")
+    run_snakemake(workdir, target=("all", *EXPLAIN_TARGETS))
     return workdir
 
 
 def test_score_table_shape(tiny_run):
     table = read_miou(tiny_run / "results/voc_miou.csv")
     assert list(table.columns) == ["stage", "split", "n_images", *VOC_CLASSES, "mIoU"]
-    assert sorted(zip(table.stage, table.split)) == sorted(
-        (s, p) for s in ("seeds", "crf", "random_walk", "walk_ceiling") for p in ("train", "val"))
+    assert sorted(zip(table.stage, table.split)) == score_rows()
     assert table["mIoU"].between(0, 100).all()
     # classes absent from the generated set are NaN, never 0: they do not drag the mean down
     assert table["aeroplane"].isna().all()
+
+
+def constant_background_miou(workdir, split: str) -> float:
+    """mIoU % of predicting background everywhere on the split's ground truth (same metric code)."""
+    from vitaff.metrics import ConfusionAccumulator
+    from vitaff.stages.dataset_index import read_index
+
+    acc = ConfusionAccumulator()
+    voc = workdir / "data/synthetic/VOCdevkit/VOC2012"
+    for image_id in read_index(workdir / f"results/data/{split}.csv")["id"]:
+        gt = load_mask(voc / "SegmentationClass" / f"{image_id}.png")
+        acc.update(gt, np.zeros_like(gt))
+    return 100 * acc.miou()
+
+
+def test_scores_beat_the_trivial_predictions(tiny_run):
+    """The pipeline does something on the tiny run: the seeds beat labelling everything
+    background, and the random walk beats the seeds (margins measured on this config:
+    see MARGINS)."""
+    table = read_miou(tiny_run / "results/voc_miou.csv").set_index(["stage", "split"])["mIoU"]
+    for split in ("train", "val"):
+        trivial = constant_background_miou(tiny_run, split)
+        assert table[("seeds", split)] > trivial + MARGINS["seeds_over_background"], (split, trivial, table)
+        assert table[("random_walk", split)] > table[("seeds", split)] + MARGINS["walk_over_seeds"], (split, table)
+
+
+def test_explainability_tests_run(tiny_run):
+    seg = pd.read_csv(tiny_run / "results/explain_segmentation.csv")
+    assert list(seg.method) == ["transformer_attribution", "rollout"]
+    assert (seg.n_images == 4).all()
+    assert seg[["pixel_accuracy", "mAP", "mIoU"]].stack().between(0, 100).all()
+    pert = pd.read_csv(tiny_run / "results/explain_perturbation.csv")
+    assert {"transformer_attribution", "rollout"} <= set(pert.method)
+    assert pert.AUC.between(0, 100).all() and (pert.n_images == 4).all()
 
 
 def test_every_shard_is_complete_and_covers_the_split(tiny_run):
