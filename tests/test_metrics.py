@@ -133,3 +133,27 @@ def test_accumulator_uses_its_own_ignore_index():
     acc = ConfusionAccumulator(num_classes=3, ignore_index=9).update(gt, pred)
     np.testing.assert_array_equal(acc.matrix, confusion_matrix(gt, pred, num_classes=3, ignore_index=9))
     assert acc.matrix.sum() == 4
+    assert (acc + acc).update(gt, pred).matrix.sum() == 12  # the sum keeps ignoring 9
+
+
+def test_accumulator_defaults_sums_and_empty_scores():
+    """VOC defaults (21 classes, 255 ignored, exact integer counts); a sum of accumulators keeps
+    both and goes on accumulating; nothing scored gives NaN, quietly (no all-NaN warning)."""
+    import warnings
+
+    gt = np.array([[0, 255, 20], [3, 3, 255]])
+    pred = np.array([[0, 5, 20], [3, 255, 7]])
+    a = ConfusionAccumulator().update(gt, pred)
+    assert a.matrix.shape == (21, 21) and a.matrix.dtype == np.int64 and a.matrix.sum() == 4
+    b = ConfusionAccumulator(num_classes=21).update(gt[:1], pred[:1])
+    total = (a + b).update(gt, pred)
+    assert (total.num_classes, total.ignore_index) == (21, 255)
+    np.testing.assert_array_equal(total.matrix, 2 * a.matrix + b.matrix)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(mean_iou(np.zeros((3, 3), np.int64)))
+        assert np.isnan(pixel_accuracy(np.zeros((3, 3), np.int64)))
+        assert np.isnan(ConfusionAccumulator(num_classes=2).miou())
+        from vitaff.metrics import mean_average_precision
+
+        assert np.isnan(mean_average_precision(np.ones((2, 2)), np.zeros((2, 2))))
