@@ -157,3 +157,15 @@ def test_accumulator_defaults_sums_and_empty_scores():
         from vitaff.metrics import mean_average_precision
 
         assert np.isnan(mean_average_precision(np.ones((2, 2)), np.zeros((2, 2))))
+
+
+def test_average_precision_reads_any_shape_and_unsigned_scores():
+    """Scores as a column or as uint8 (no wraparound when ranking) give the same AP."""
+    from vitaff.metrics import average_precision
+
+    scores = np.array([200, 0, 120, 30, 250], np.uint8)  # -0 == 0 in uint8: negating would rank 0 first
+    targets = np.array([1, 0, 0, 1, 1])
+    # ranking 250 (+), 200 (+), 120 (-), 30 (+), 0 (-): AP = (1 + 1 + 3/4) / 3
+    want = (1 + 1 + 0.75) / 3
+    assert average_precision(scores, targets) == pytest.approx(want)
+    assert average_precision(scores[:, None], targets[:, None]) == pytest.approx(want)
