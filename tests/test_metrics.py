@@ -169,3 +169,16 @@ def test_average_precision_reads_any_shape_and_unsigned_scores():
     want = (1 + 1 + 0.75) / 3
     assert average_precision(scores, targets) == pytest.approx(want)
     assert average_precision(scores[:, None], targets[:, None]) == pytest.approx(want)
+
+
+def test_confusion_matrix_rejects_values_outside_the_classes():
+    """VOC's 21 classes by default; exactly num_classes, or a negative value, is out of range
+    (255 is ignored in ground truth and background in a prediction)."""
+    assert confusion_matrix(np.array([20, 255]), np.array([255, 20])).shape == (21, 21)
+    ok = np.array([0, 1, 2])
+    with pytest.raises(ValueError, match=r"ground truth values outside 0\.\.2 \(and 255\)"):
+        confusion_matrix(np.array([0, 1, 3]), ok, num_classes=3)
+    with pytest.raises(ValueError, match="ground truth values outside"):
+        confusion_matrix(np.array([-1, 1, 2]), ok, num_classes=3)
+    with pytest.raises(ValueError, match=r"prediction values outside 0\.\.2 \(and 255\)"):
+        confusion_matrix(ok, np.array([0, 3, 1]), num_classes=3)
