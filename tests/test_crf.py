@@ -107,3 +107,21 @@ def test_crf_no_present_classes_and_bad_inputs():
     with pytest.raises(ValueError):
         crf_argmax_labels(image, np.zeros((1, 8, 9)), [4])  # image 8x8, maps 8x9
     assert select_present_maps(np.zeros((20, 2, 2)), [3, 1]).shape == (2, 2, 2)
+
+
+def test_select_present_maps_checks_and_messages():
+    """float32 out whatever comes in; VOC indices 1..20 (20 is valid, 21 is not); the errors name
+    the shape or channel count and what was expected."""
+    from vitaff.crf import select_present_maps
+
+    full = np.random.default_rng(0).random((20, 3, 4))  # float64 in
+    out = select_present_maps(full, [20, 1])
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, full[[19, 0]].astype(np.float32))
+    with pytest.raises(ValueError, match=r"distinct VOC indices in 1\.\.20, got \[21\]"):
+        select_present_maps(full, [21])
+    with pytest.raises(ValueError, match=r"C x H x W, got shape \(20, 12\)"):
+        select_present_maps(full.reshape(20, 12), [1])
+    with pytest.raises(ValueError, match=r"class_maps has 3 channels; expected len\(present_classes\) = 2 "
+                                         r"\(present classes only\) or 20 \(all VOC foreground classes\)"):
+        select_present_maps(full[:3], [1, 2])
