@@ -125,3 +125,22 @@ def test_select_present_maps_checks_and_messages():
     with pytest.raises(ValueError, match=r"class_maps has 3 channels; expected len\(present_classes\) = 2 "
                                          r"\(present classes only\) or 20 \(all VOC foreground classes\)"):
         select_present_maps(full[:3], [1, 2])
+
+
+def test_crf_probabilities_passes_its_parameters_and_skips_an_empty_image(monkeypatch):
+    """The stack [M_bg, M_c...] with the caller's CRF parameters over the defaults reaches dense_crf;
+    with no class present the result is background everywhere (float32) without a CRF."""
+    from vitaff import crf as crf_mod
+
+    calls = []
+    monkeypatch.setattr(crf_mod, "dense_crf", lambda image, stack, **kw: calls.append((stack, kw)) or stack)
+    image = np.zeros((3, 4, 3), np.uint8)
+    maps = np.random.default_rng(0).random((1, 3, 4)).astype(np.float32)
+    crf_mod.crf_probabilities(image, maps, [7], alpha=2.0, n_iter=3, bilateral_srgb=5.0)
+    stack, kw = calls[0]
+    assert kw == {**crf_mod.CRF_DEFAULTS, "n_iter": 3, "bilateral_srgb": 5.0}
+    np.testing.assert_allclose(stack, np.stack([(1 - maps[0]) ** 2, maps[0]]), rtol=1e-6)
+    empty = crf_mod.crf_probabilities(image, np.zeros((0, 3, 4)), [], alpha=2.0)
+    assert len(calls) == 1 and empty.shape == (1, 3, 4) and empty.dtype == np.float32 and (empty == 1).all()
+    with pytest.raises(ValueError, match=r"image is \(3, 4\) but class maps are \(5, 4\)"):
+        crf_mod.crf_probabilities(image, np.zeros((0, 5, 4)), [], alpha=2.0)
