@@ -144,3 +144,25 @@ def test_crf_probabilities_passes_its_parameters_and_skips_an_empty_image(monkey
     assert len(calls) == 1 and empty.shape == (1, 3, 4) and empty.dtype == np.float32 and (empty == 1).all()
     with pytest.raises(ValueError, match=r"image is \(3, 4\) but class maps are \(5, 4\)"):
         crf_mod.crf_probabilities(image, np.zeros((0, 5, 4)), [], alpha=2.0)
+
+
+def test_confident_and_argmax_labels_pass_alphas_and_crf_parameters(monkeypatch):
+    """Both CRFs of the confident labels (alpha_low, alpha_high) and the baseline's CRF get the
+    caller's CRF parameters; the default alphas are the study's 4 and 32."""
+    import inspect
+
+    from vitaff import crf as crf_mod
+
+    calls = []
+    monkeypatch.setattr(crf_mod, "dense_crf", lambda image, stack, **kw: calls.append((stack, kw)) or stack)
+    image = np.zeros((3, 4, 3), np.uint8)
+    maps = np.random.default_rng(1).random((1, 3, 4)).astype(np.float32) * 0.9
+    crf_mod.crf_confident_labels(image, maps, [7], alpha_low=2.0, alpha_high=8.0, n_iter=3)
+    crf_mod.crf_argmax_labels(image, maps, [7], alpha=5.0, gaussian_sxy=1.5)
+    assert [kw["n_iter"] for _, kw in calls] == [3, 3, 10]
+    assert calls[2][1]["gaussian_sxy"] == 1.5
+    for (stack, _), alpha in zip(calls, (2.0, 8.0, 5.0)):
+        np.testing.assert_allclose(stack[0], (1 - maps[0]) ** alpha, rtol=1e-5)
+    confident = inspect.signature(crf_mod.crf_confident_labels).parameters
+    assert (confident["alpha_low"].default, confident["alpha_high"].default) == (4.0, 32.0)
+    assert inspect.signature(crf_mod.crf_argmax_labels).parameters["alpha"].default == 4.0
