@@ -166,3 +166,33 @@ def test_confident_and_argmax_labels_pass_alphas_and_crf_parameters(monkeypatch)
     confident = inspect.signature(crf_mod.crf_confident_labels).parameters
     assert (confident["alpha_low"].default, confident["alpha_high"].default) == (4.0, 32.0)
     assert inspect.signature(crf_mod.crf_argmax_labels).parameters["alpha"].default == 4.0
+
+
+def test_dense_crf_defaults_are_the_crf_defaults():
+    """dense_crf called alone uses the same constants (psa's) as the pipeline's CRF_DEFAULTS."""
+    import inspect
+
+    from vitaff.crf import CRF_DEFAULTS, dense_crf
+
+    params = inspect.signature(dense_crf).parameters.values()
+    assert {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY} == CRF_DEFAULTS
+
+
+def test_dense_crf_input_checks():
+    """A float image in 0..255 (ends included) equals its uint8 version; out-of-range values,
+    no channel and mismatched sizes are refused with messages naming them."""
+    from vitaff.crf import dense_crf
+
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
+    img[0, 0], img[0, 1] = 0, 255
+    probs = rng.random((2, 6, 7)).astype(np.float32)
+    np.testing.assert_array_equal(dense_crf(img.astype(np.float64), probs, n_iter=2), dense_crf(img, probs, n_iter=2))
+    with pytest.raises(ValueError, match=r"image values must lie in 0\.\.255 \(uint8 RGB\)"):
+        dense_crf(img.astype(np.float64) + 0.5, probs)
+    with pytest.raises(ValueError, match=r"image values must lie"):
+        dense_crf(img.astype(np.float64) - 1, probs)
+    with pytest.raises(ValueError, match="probs must have at least one channel"):
+        dense_crf(img, probs[:0])
+    with pytest.raises(ValueError, match=r"image is 6x7 but probs are 6x5"):
+        dense_crf(img, probs[:, :, :5])
