@@ -9,7 +9,7 @@ CORES ?= all
 SEED ?=
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test test-slow lint bench bench-pipeline clean
+.PHONY: install run test test-slow lint bench bench-pipeline clean mutation
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,19 @@ bench-pipeline:
 	python bench/pipeline_times.py
 
 clean:
-	rm -rf results/* .snakemake data/synthetic
+	rm -rf results/* .snakemake data/synthetic mutants
+
+# Mutation score of the core maths (not part of `make test`): metrics, affinity, random walk, CRF,
+# seeds and the relevance rules (vitaff/models/relevance.py and the layers' relprop methods in
+# vitaff/models/vit.py, not the model's construction). Each mutant runs only the fast tests that reach its function
+# ([tool.mutmut] in pyproject.toml). Survivors that are equivalent mutants: docs/mutation.md.
+MUTANTS := 'vitaff.metrics.*' 'vitaff.crf.*' 'vitaff.affinity.*' 'vitaff.random_walk.*' \
+	'vitaff.seeds.x_seed_chain*' 'vitaff.seeds.x_class_seeds*' 'vitaff.seeds.x_to_full_stack*' 'vitaff.seeds.x_seed_labels*' \
+	'vitaff.models.relevance.*' 'vitaff.models.vit.*relprop*'
+mutation: install
+	python -m pip install --quiet -e '.[test,mutation]'
+	nice -n 10 mutmut run $(MUTANTS)
+	python tools/mutation_score.py $(MUTANTS)
 
 # Opt-in: a throw-away one-node SLURM cluster on this machine (Debian, root), the tiny pipeline
 # through profiles/slurm, then every daemon stopped again. Not part of `make test`.

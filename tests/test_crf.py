@@ -107,3 +107,92 @@ def test_crf_no_present_classes_and_bad_inputs():
     with pytest.raises(ValueError):
         crf_argmax_labels(image, np.zeros((1, 8, 9)), [4])  # image 8x8, maps 8x9
     assert select_present_maps(np.zeros((20, 2, 2)), [3, 1]).shape == (2, 2, 2)
+
+
+def test_select_present_maps_checks_and_messages():
+    """float32 out whatever comes in; VOC indices 1..20 (20 is valid, 21 is not); the errors name
+    the shape or channel count and what was expected."""
+    from vitaff.crf import select_present_maps
+
+    full = np.random.default_rng(0).random((20, 3, 4))  # float64 in
+    out = select_present_maps(full, [20, 1])
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, full[[19, 0]].astype(np.float32))
+    with pytest.raises(ValueError, match=r"distinct VOC indices in 1\.\.20, got \[21\]"):
+        select_present_maps(full, [21])
+    with pytest.raises(ValueError, match=r"C x H x W, got shape \(20, 12\)"):
+        select_present_maps(full.reshape(20, 12), [1])
+    with pytest.raises(ValueError, match=r"class_maps has 3 channels; expected len\(present_classes\) = 2 "
+                                         r"\(present classes only\) or 20 \(all VOC foreground classes\)"):
+        select_present_maps(full[:3], [1, 2])
+
+
+def test_crf_probabilities_passes_its_parameters_and_skips_an_empty_image(monkeypatch):
+    """The stack [M_bg, M_c...] with the caller's CRF parameters over the defaults reaches dense_crf;
+    with no class present the result is background everywhere (float32) without a CRF."""
+    from vitaff import crf as crf_mod
+
+    calls = []
+    monkeypatch.setattr(crf_mod, "dense_crf", lambda image, stack, **kw: calls.append((stack, kw)) or stack)
+    image = np.zeros((3, 4, 3), np.uint8)
+    maps = np.random.default_rng(0).random((1, 3, 4)).astype(np.float32)
+    crf_mod.crf_probabilities(image, maps, [7], alpha=2.0, n_iter=3, bilateral_srgb=5.0)
+    stack, kw = calls[0]
+    assert kw == {**crf_mod.CRF_DEFAULTS, "n_iter": 3, "bilateral_srgb": 5.0}
+    np.testing.assert_allclose(stack, np.stack([(1 - maps[0]) ** 2, maps[0]]), rtol=1e-6)
+    empty = crf_mod.crf_probabilities(image, np.zeros((0, 3, 4)), [], alpha=2.0)
+    assert len(calls) == 1 and empty.shape == (1, 3, 4) and empty.dtype == np.float32 and (empty == 1).all()
+    with pytest.raises(ValueError, match=r"image is \(3, 4\) but class maps are \(5, 4\)"):
+        crf_mod.crf_probabilities(image, np.zeros((0, 5, 4)), [], alpha=2.0)
+
+
+def test_confident_and_argmax_labels_pass_alphas_and_crf_parameters(monkeypatch):
+    """Both CRFs of the confident labels (alpha_low, alpha_high) and the baseline's CRF get the
+    caller's CRF parameters; the default alphas are the study's 4 and 32."""
+    import inspect
+
+    from vitaff import crf as crf_mod
+
+    calls = []
+    monkeypatch.setattr(crf_mod, "dense_crf", lambda image, stack, **kw: calls.append((stack, kw)) or stack)
+    image = np.zeros((3, 4, 3), np.uint8)
+    maps = np.random.default_rng(1).random((1, 3, 4)).astype(np.float32) * 0.9
+    crf_mod.crf_confident_labels(image, maps, [7], alpha_low=2.0, alpha_high=8.0, n_iter=3)
+    crf_mod.crf_argmax_labels(image, maps, [7], alpha=5.0, gaussian_sxy=1.5)
+    assert [kw["n_iter"] for _, kw in calls] == [3, 3, 10]
+    assert calls[2][1]["gaussian_sxy"] == 1.5
+    for (stack, _), alpha in zip(calls, (2.0, 8.0, 5.0)):
+        np.testing.assert_allclose(stack[0], (1 - maps[0]) ** alpha, rtol=1e-5)
+    confident = inspect.signature(crf_mod.crf_confident_labels).parameters
+    assert (confident["alpha_low"].default, confident["alpha_high"].default) == (4.0, 32.0)
+    assert inspect.signature(crf_mod.crf_argmax_labels).parameters["alpha"].default == 4.0
+
+
+def test_dense_crf_defaults_are_the_crf_defaults():
+    """dense_crf called alone uses the same constants (psa's) as the pipeline's CRF_DEFAULTS."""
+    import inspect
+
+    from vitaff.crf import CRF_DEFAULTS, dense_crf
+
+    params = inspect.signature(dense_crf).parameters.values()
+    assert {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY} == CRF_DEFAULTS
+
+
+def test_dense_crf_input_checks():
+    """A float image in 0..255 (ends included) equals its uint8 version; out-of-range values,
+    no channel and mismatched sizes are refused with messages naming them."""
+    from vitaff.crf import dense_crf
+
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
+    img[0, 0], img[0, 1] = 0, 255
+    probs = rng.random((2, 6, 7)).astype(np.float32)
+    np.testing.assert_array_equal(dense_crf(img.astype(np.float64), probs, n_iter=2), dense_crf(img, probs, n_iter=2))
+    with pytest.raises(ValueError, match=r"image values must lie in 0\.\.255 \(uint8 RGB\)"):
+        dense_crf(img.astype(np.float64) + 0.5, probs)
+    with pytest.raises(ValueError, match=r"image values must lie"):
+        dense_crf(img.astype(np.float64) - 1, probs)
+    with pytest.raises(ValueError, match="probs must have at least one channel"):
+        dense_crf(img, probs[:0])
+    with pytest.raises(ValueError, match=r"image is 6x7 but probs are 6x5"):
+        dense_crf(img, probs[:, :, :5])

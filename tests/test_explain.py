@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 torch.set_num_threads(1)  # 2 shared cores: one thread avoids OpenMP oversubscription stalls
 
-timm = pytest.importorskip("timm")
+import timm  # noqa: E402  (a required dependency: a broken install fails here, it is not skipped)
 
 from vitaff.explain import (  # noqa: E402
     ALL_METHODS,
@@ -354,6 +354,19 @@ def test_int_target_broadcasts(pair64, batch64):
     _, vm = pair64
     x, _ = batch64
     torch.testing.assert_close(explain(vm, x, 3, "attn_gradcam"), explain(vm, x, torch.tensor([3, 3, 3]), "attn_gradcam"))
+
+
+def test_start_layer_0_equals_reference(pair64, batch64):
+    """The seeds' ``start_layer: 0`` (products over every block, the real run's value) against the
+    reference, for the methods whose product starts there and for the per-class sweep."""
+    tm, vm = pair64
+    x, t = batch64
+    want = ref_maps(tm, x, t, start_layer=0)
+    for method in ("transformer_attribution", "ta_no_grad", "rollout"):
+        assert_equal_to_reference(explain(vm, x, t, method=method, start_layer=0), want[method])
+    got = explain_classes(vm, x, [[int(c)] for c in t], start_layer=0)
+    for i in range(x.shape[0]):
+        assert_equal_to_reference(got[i][0], want["transformer_attribution"][i])
 
 
 def test_start_layer_changes_the_product(pair64, batch64):

@@ -95,3 +95,90 @@ def test_average_precision_equals_threshold_sum(pairs):
         ap += (recall - prev_recall) * tp / sel.sum()
         prev_recall = recall
     assert average_precision(s, t) == pytest.approx(ap)
+
+
+def test_mean_average_precision_by_hand():
+    """AP per class over images by hand; a class with no positive image is left out of the mean."""
+    from vitaff.metrics import mean_average_precision
+
+    scores = np.array([[0.9, 0.1, 0.5], [0.8, 0.7, 0.2], [0.3, 0.6, 0.4], [0.1, 0.2, 0.9]])
+    targets = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    # class 0: ranks 0.9 (+), 0.8 (-), 0.3 (+): AP = 1/2 * 1 + 1/2 * 2/3; class 1: 0.7 (+), 0.6 (+): AP 1
+    ap0 = 0.5 * 1 + 0.5 * 2 / 3
+    assert mean_average_precision(scores, targets) == pytest.approx((ap0 + 1.0) / 2)
+    assert np.isnan(mean_average_precision(scores, np.zeros_like(targets)))
+
+
+def test_predict_scores_in_eval_mode_in_dataset_order():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from vitaff.classifier import predict_scores
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 3)).train()
+    x, y = torch.randn(5, 4), (torch.rand(5, 3) > 0.5).float()
+    scores, targets = predict_scores(model, TensorDataset(x, y), batch_size=2, device="cpu")
+    assert not model.training  # dropout off: the scores are the model's, not a random draw
+    with torch.no_grad():
+        np.testing.assert_allclose(scores, model(x).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(targets, y.numpy())
+    assert scores.shape == (5, 3) and isinstance(scores, np.ndarray)
+
+
+def test_accumulator_uses_its_own_ignore_index():
+    """An accumulator made with another ignore value ignores that value (and only that one)."""
+    gt = np.array([[0, 1, 9], [255 % 3, 1, 9]])
+    pred = np.array([[0, 1, 2], [1, 1, 0]])
+    acc = ConfusionAccumulator(num_classes=3, ignore_index=9).update(gt, pred)
+    np.testing.assert_array_equal(acc.matrix, confusion_matrix(gt, pred, num_classes=3, ignore_index=9))
+    assert acc.matrix.sum() == 4
+    assert (acc + acc).update(gt, pred).matrix.sum() == 12  # the sum keeps ignoring 9
+
+
+def test_accumulator_defaults_sums_and_empty_scores():
+    """VOC defaults (21 classes, 255 ignored, exact integer counts); a sum of accumulators keeps
+    both and goes on accumulating; nothing scored gives NaN, quietly (no all-NaN warning)."""
+    import warnings
+
+    gt = np.array([[0, 255, 20], [3, 3, 255]])
+    pred = np.array([[0, 5, 20], [3, 255, 7]])
+    a = ConfusionAccumulator().update(gt, pred)
+    assert a.matrix.shape == (21, 21) and a.matrix.dtype == np.int64 and a.matrix.sum() == 4
+    b = ConfusionAccumulator(num_classes=21).update(gt[:1], pred[:1])
+    total = (a + b).update(gt, pred)
+    assert (total.num_classes, total.ignore_index) == (21, 255)
+    np.testing.assert_array_equal(total.matrix, 2 * a.matrix + b.matrix)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(mean_iou(np.zeros((3, 3), np.int64)))
+        assert np.isnan(pixel_accuracy(np.zeros((3, 3), np.int64)))
+        assert np.isnan(ConfusionAccumulator(num_classes=2).miou())
+        from vitaff.metrics import mean_average_precision
+
+        assert np.isnan(mean_average_precision(np.ones((2, 2)), np.zeros((2, 2))))
+
+
+def test_average_precision_reads_any_shape_and_unsigned_scores():
+    """Scores as a column or as uint8 (no wraparound when ranking) give the same AP."""
+    from vitaff.metrics import average_precision
+
+    scores = np.array([200, 0, 120, 30, 250], np.uint8)  # -0 == 0 in uint8: negating would rank 0 first
+    targets = np.array([1, 0, 0, 1, 1])
+    # ranking 250 (+), 200 (+), 120 (-), 30 (+), 0 (-): AP = (1 + 1 + 3/4) / 3
+    want = (1 + 1 + 0.75) / 3
+    assert average_precision(scores, targets) == pytest.approx(want)
+    assert average_precision(scores[:, None], targets[:, None]) == pytest.approx(want)
+
+
+def test_confusion_matrix_rejects_values_outside_the_classes():
+    """VOC's 21 classes by default; exactly num_classes, or a negative value, is out of range
+    (255 is ignored in ground truth and background in a prediction)."""
+    assert confusion_matrix(np.array([20, 255]), np.array([255, 20])).shape == (21, 21)
+    ok = np.array([0, 1, 2])
+    with pytest.raises(ValueError, match=r"ground truth values outside 0\.\.2 \(and 255\)"):
+        confusion_matrix(np.array([0, 1, 3]), ok, num_classes=3)
+    with pytest.raises(ValueError, match="ground truth values outside"):
+        confusion_matrix(np.array([-1, 1, 2]), ok, num_classes=3)
+    with pytest.raises(ValueError, match=r"prediction values outside 0\.\.2 \(and 255\)"):
+        confusion_matrix(ok, np.array([0, 3, 1]), num_classes=3)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
+import timm  # a required dependency: a broken install fails here, it is not skipped
 import torch
 
 from vitaff.models import CheckpointError, UnknownModelError, create_model, list_models, load_checkpoint
 
 torch.set_num_threads(1)
-
-timm = pytest.importorskip("timm")
 
 SMALL = dict(img_size=32, patch_size=8, depth=2, embed_dim=32, num_heads=4, num_classes=5)
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline_helpers import ROOT, run_snakemake
+from pipeline_helpers import ROOT, run_snakemake, score_rows
 from vitaff.data.synthetic import SyntheticConfig, generate_voc
 from vitaff.data.voc import load_mask
 
@@ -104,8 +104,7 @@ def test_effective_config_is_the_studys(real_run):
 def test_scores_follow_the_protocol(real_run):
     work, train_aug, val = real_run
     table = pd.read_csv(work / "results/voc_miou.csv")
-    assert sorted(zip(table.stage, table.split)) == sorted(
-        (s, p) for s in ("seeds", "crf", "random_walk") for p in ("train", "val"))
+    assert sorted(zip(table.stage, table.split)) == score_rows()
     # train: the ids of train.txt with an official mask (the SBD-only id is not scored); val: all
     for stage in ("seeds", "crf", "random_walk"):
         rows = table[table.stage == stage]
@@ -116,15 +115,24 @@ def test_scores_follow_the_protocol(real_run):
 
 
 def test_pseudo_labels_are_voc_pngs_at_image_size(real_run):
+    """What holds at random weights: one palette PNG per image, at that image's size, with
+    background and the image's own labels only (the walk chooses among the present classes)."""
+    from vitaff.data.index import read_index
+
     work, train_aug, val = real_run
     for split, ids in (("train_aug", train_aug), ("val", val)):
         out = work / "results/pseudo_labels" / split
         assert sorted(p.stem for p in out.glob("*.png")) == sorted(ids)
+        index = read_index(work / f"results/data/{split}.csv").set_index("id")
         for image_id in ids:
             with Image.open(out / f"{image_id}.png") as im:
                 assert im.mode == "P" and im.size == (500, 375)
+            row = index.loc[image_id]
+            with Image.open(work / "data/VOCdevkit/VOC2012/JPEGImages" / f"{image_id}.jpg") as im:
+                assert im.size == (row.width, row.height)
             labels = load_mask(out / f"{image_id}.png")
-            assert set(np.unique(labels)) <= set(range(21))
+            assert labels.shape == (row.height, row.width)
+            assert set(np.unique(labels).tolist()) <= {0, *row.labels}, (image_id, row.labels)
 
 
 def test_seeds_and_walk_at_real_sizes(real_run):

@@ -36,7 +36,10 @@ def test_seed_order_image_and_flip_separately(monkeypatch, cube_root, flip):
     g = torch.Generator().manual_seed(0)
     grids = {}
 
+    seen = {}
+
     def fake_explain_classes(model, x, targets, method, start_layer):
+        seen["targets"] = [list(t) for t in targets]
         out = []
         for i, t in enumerate(targets):
             grid = torch.randn(len(t), 4, 4, generator=g) - 0.3  # negative entries: the clamp matters
@@ -49,6 +52,8 @@ def test_seed_order_image_and_flip_separately(monkeypatch, cube_root, flip):
     images = [rng.integers(0, 255, (37, 51, 3), dtype=np.uint8), rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)]
     classes = [[3, 7], [12]]
     got = class_seeds(None, images, classes, 64, "cpu", flip=flip, cube_root=cube_root)
+    # VOC classes 1..20 are the classifier's outputs 0..19; the flipped copies ask the same classes
+    assert seen["targets"] == [[2, 6], [11]] * (2 if flip else 1)
     for i, (image, cls) in enumerate(zip(images, classes)):
         size = image.shape[:2]
         want = _hand_chain(grids[i], (64, 64), size, cube_root)
@@ -67,6 +72,25 @@ def test_seed_order_image_and_flip_separately(monkeypatch, cube_root, flip):
         old = old.pow(1 / 3) if cube_root else old
         old = explain_mod.upsample_and_normalise(old)
         assert (old - got[0]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_seeds_precision_sets_autocast(monkeypatch, precision):
+    """``precision="bf16"`` runs the relevance passes under bf16 autocast; fp32 runs without."""
+    seen = {}
+
+    def fake_explain_classes(model, x, targets, method, start_layer):
+        seen["autocast"] = torch.is_autocast_enabled("cpu")
+        seen["dtype"] = torch.get_autocast_dtype("cpu")
+        return [torch.rand(len(t), 4, 4) for t in targets]
+
+    monkeypatch.setattr(explain_mod, "explain_classes", fake_explain_classes)
+    image = np.zeros((20, 24, 3), np.uint8)
+    class_seeds(None, [image], [[4]], 64, "cpu", precision=precision)
+    assert seen["autocast"] == (precision == "bf16")
+    if precision == "bf16":
+        assert seen["dtype"] == torch.bfloat16
+    assert not torch.is_autocast_enabled("cpu")  # left as it was
 
 
 def test_seeds_bf16_close_to_fp32():

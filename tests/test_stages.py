@@ -209,3 +209,33 @@ def test_pseudo_label_pngs_and_scores_from_them(tmp_path):
     assert iou[3] == 1.0 and iou[8] == 0.0
     with pytest.raises(ValueError, match="train_score_split must be part of"):
         list(score._predictions("seeds", [str(tmp_path / "rw.zarr")], ["a", "zz"], 0.2))
+
+
+def test_crf_kwargs_map_every_config_key_to_its_crf_parameter():
+    """config.yaml's crf keys reach dense_crf under the parameter of the same meaning (distinct
+    values, so a swapped pair fails), and every parameter dense_crf has is set from the config."""
+    import inspect
+
+    from vitaff.crf import dense_crf
+    from vitaff.stages.crf import crf_kwargs
+
+    cfg = {"alpha_low": 4, "alpha_high": 32, "iterations": 7, "gaussian_sxy": 2.0, "gaussian_compat": 3.0,
+           "bilateral_sxy": 81.0, "bilateral_srgb": 12.0, "bilateral_compat": 9.0}
+    assert crf_kwargs(cfg) == {"n_iter": 7, "gaussian_sxy": 2.0, "gaussian_compat": 3.0, "bilateral_sxy": 81.0,
+                               "bilateral_srgb": 12.0, "bilateral_compat": 9.0}
+    keyword_only = {n for n, p in inspect.signature(dense_crf).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    assert set(crf_kwargs(cfg)) == keyword_only
+
+
+def test_read_index_keeps_ids_as_text_and_reads_empty_labels(tmp_path):
+    from vitaff.data.index import read_index
+
+    path = tmp_path / "split.csv"
+    path.write_text("id,height,width,labels,has_mask\n"
+                    "2007_000032,281,500,1 15,True\n"
+                    "000123,10,20,,False\n"  # no object in the image (no label), id with leading zeros
+                    "NA,12,13,7,True\n")     # an id pandas would read as missing
+    frame = read_index(path)
+    assert list(frame["id"]) == ["2007_000032", "000123", "NA"]
+    assert list(frame["labels"]) == [[1, 15], [], [7]]
+    assert list(frame["height"]) == [281, 10, 12] and list(frame["has_mask"]) == [True, False, True]

@@ -50,7 +50,7 @@ def test_colormap_matches_voc():
 
 
 def test_colormap_agrees_with_voc_reader():
-    voc = pytest.importorskip("vitaff.data.voc")
+    from vitaff.data import voc
     np.testing.assert_array_equal(voc.voc_colormap(256), voc_colormap(256))
     assert tuple(voc.VOC_CLASSES) == VOC_CLASSES
 
