@@ -187,3 +187,19 @@ def test_classifier_training_with_workers_is_reproducible_and_matches_the_batch_
     items = [data[i] for i in range(4)]
     batch = augment_batch(torch.stack([x for x, _, _ in items]), torch.stack([a for _, _, a in items]))
     assert torch.equal(here, batch)
+
+
+def test_image_batches_in_order_with_workers(tmp_path):
+    from vitaff.data.loading import image_batches
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (8 + i, 9, 3), dtype=np.uint8)).save(paths[-1])
+    for workers in (0, 2):
+        batches = list(image_batches(paths, 2, workers))
+        assert [len(b) for b in batches] == [2, 2, 1]
+        images = [im for b in batches for im in b]
+        assert all(isinstance(im, np.ndarray) and im.flags.writeable for im in images)
+        assert all(np.array_equal(im, load_image(p)) for im, p in zip(images, paths))

@@ -181,7 +181,7 @@ def augment_batch(x: torch.Tensor, aug: torch.Tensor, normalise: bool = True) ->
 
 
 class ImageList(Dataset):
-    """Decoded images of a list of paths (H x W x 3 uint8 numpy), for the inference stages."""
+    """Decoded images of a list of paths (H x W x 3 uint8 tensors), for the inference stages."""
 
     def __init__(self, paths: Sequence[str | Path]):
         self.paths = list(paths)
@@ -189,8 +189,9 @@ class ImageList(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> np.ndarray:
-        return load_image(self.paths[i])
+    def __getitem__(self, i: int) -> torch.Tensor:
+        # a tensor: a worker hands it over in shared memory instead of pickling the pixels
+        return torch.from_numpy(load_image(self.paths[i]))
 
 
 def _as_list(batch):
@@ -200,5 +201,5 @@ def _as_list(batch):
 def image_batches(paths: Sequence[str | Path], batch_size: int, workers: int = 0):
     """Yield lists of decoded images in order, ``batch_size`` at a time, read by ``workers`` processes
     ahead of the model (0: read in this process, one batch at a time)."""
-    loader = make_loader(ImageList(paths), batch_size, workers=workers, collate_fn=_as_list)
-    yield from loader
+    for batch in make_loader(ImageList(paths), batch_size, workers=workers, collate_fn=_as_list):
+        yield [image.numpy() for image in batch]
