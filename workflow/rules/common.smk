@@ -64,7 +64,7 @@ def stage_params(*sections, **extra):
 
 
 MODEL_CODE = ("vitaff/models", "vitaff/explain.py", "vitaff/classifier.py", "vitaff/training.py", "vitaff/viz.py",
-              "vitaff/data/voc.py")
+              "vitaff/data/voc.py", "vitaff/data/loading.py")
 
 
 # Inputs of scoring (every stage store of every scored split).

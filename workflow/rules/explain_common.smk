@@ -7,7 +7,7 @@ EXPLAIN_SHARDS = list(range(EXPLAIN["shards"] or CFG["dataset"]["shards"]))
 EXPLAIN_TESTS = ("segmentation", "perturbation")
 EXPLAIN_CODE = ("vitaff/explain_eval.py", "vitaff/explain.py", "vitaff/metrics.py", "vitaff/models",
                 "vitaff/classifier.py", "vitaff/training.py", "vitaff/viz.py", "vitaff/data/imagenet_seg.py",
-                "vitaff/data/synthetic", "vitaff/data/voc.py")
+                "vitaff/data/synthetic", "vitaff/data/voc.py", "vitaff/data/loading.py")
 
 
 wildcard_constraints:
