@@ -208,7 +208,7 @@ def model_rates(args, device) -> dict[str, float]:
 
     def walk_one():
         a = image_affinity(aff, image, 5, device, resize_to=SIZE)
-        refine_seeds(maps, [1], a[None], stride=8, radius=5, beta=16, logt=8, bg_power=4, resized=True,
+        refine_seeds(maps, [1], a, stride=8, radius=5, beta=16, logt=8, bg_power=4, resized=True,
                      dtype=torch.float64)
 
     for _ in range(args.warmup):
