@@ -27,26 +27,32 @@ def per_image_reference(x: torch.Tensor, jitter, seed: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def batch_path(x: torch.Tensor, jitter, seed: int) -> torch.Tensor:
+def batch_path(x: torch.Tensor, jitter, seed: int, vectorised: bool) -> torch.Tensor:
+    from vitaff.data.loading import _augment_vectorised
+
     torch.manual_seed(seed)
     aug = torch.stack([draw_augment(True, jitter) for _ in range(len(x))])
+    if vectorised:  # the accelerator's path, run here on the CPU
+        return _augment_vectorised(x, aug, normalise=False)
     return augment_batch(x, aug, normalise=False)
 
 
+@pytest.mark.parametrize("vectorised", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_batch_jitter_without_hue_is_torchvisions_bit_for_bit(seed):
+def test_batch_jitter_without_hue_is_torchvisions_bit_for_bit(seed, vectorised):
     """Same random draws in the same order, same arithmetic: the embedded default (no hue) trains
     on exactly the samples of the per-image pipeline."""
     x = torch.rand(6, 3, 40, 52, generator=torch.Generator().manual_seed(seed))
     jitter = (0.3, 0.3, 0.3, 0.0)
-    assert torch.equal(batch_path(x, jitter, seed), per_image_reference(x, jitter, seed))
+    assert torch.equal(batch_path(x, jitter, seed, vectorised), per_image_reference(x, jitter, seed))
 
 
+@pytest.mark.parametrize("vectorised", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_batch_jitter_with_hue_matches_torchvision_to_float_rounding(seed):
+def test_batch_jitter_with_hue_matches_torchvision_to_float_rounding(seed, vectorised):
     x = torch.rand(6, 3, 40, 52, generator=torch.Generator().manual_seed(seed))
     jitter = (0.3, 0.3, 0.3, 0.1)
-    ref, out = per_image_reference(x, jitter, seed), batch_path(x, jitter, seed)
+    ref, out = per_image_reference(x, jitter, seed), batch_path(x, jitter, seed, vectorised)
     assert (out - ref).abs().max() < 1e-5
     assert not torch.allclose(out, x, atol=1e-2)  # something was applied
 

@@ -109,12 +109,11 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(-3)
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor | float) -> torch.Tensor:
     """``ratio x + (1 - ratio) other`` clamped to [0, 1], rounded as torchvision's ``_blend`` (1 - ratio
     in double, a fused multiply-add), so a batch equals its images adjusted one by one."""
-    if len(x) == 1:  # one image: torchvision's own scalar form (a broadcast addcmul is 10x slower on a CPU)
-        r = float(ratio)
-        return x.mul(r).add_(other, alpha=1.0 - r).clamp_(0, 1)
+    if isinstance(ratio, float):  # one image: torchvision's scalar form (a broadcast addcmul is 10x slower on a CPU)
+        return x.mul(ratio).add_(other, alpha=1.0 - ratio).clamp_(0, 1)
     return torch.addcmul(x.mul(ratio), other, (1.0 - ratio.double()).to(x.dtype)).clamp_(0, 1)
 
 
@@ -140,9 +139,13 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return maxc.unsqueeze(-3) - chroma.unsqueeze(-3) * torch.minimum(k, 4.0 - k).clamp_(0, 1)
 
 
-def _adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
-    """Adjustment ``op`` (0 brightness, 1 contrast, 2 saturation, 3 hue) with per-image factors."""
-    f = factor.view(-1, 1, 1, 1).to(x.dtype)
+def _adjust(x: torch.Tensor, op: int, factor: torch.Tensor | float) -> torch.Tensor:
+    """Adjustment ``op`` (0 brightness, 1 contrast, 2 saturation, 3 hue) with per-image factors
+    (a float for a batch of one)."""
+    if isinstance(factor, float):
+        f = factor if op < 3 else torch.tensor([factor], dtype=x.dtype, device=x.device).view(1, 1, 1, 1)
+    else:
+        f = factor.view(-1, 1, 1, 1).to(x.dtype)
     if op == 0:
         return x.mul(f).clamp_(0, 1)
     if op == 1:
@@ -156,14 +159,22 @@ def augment_batch(x: torch.Tensor, aug: torch.Tensor, normalise: bool = True) ->
     """Flip and colour-jitter a B x 3 x H x W batch in [0, 1] with the parameters of
     :func:`draw_augment` (B x 9, any device), then normalise with mean = std = 0.5.
 
-    Each image gets its adjustments in its own order: at each of the four positions the images
-    whose adjustment there is ``op`` are adjusted together (at most 16 vectorised calls per batch).
+    Each image gets its adjustments in its own order. On an accelerator the batch is adjusted at
+    once: at each of the four positions the images whose adjustment there is ``op`` are adjusted
+    together (at most 16 vectorised calls per batch); on a CPU image by image. Both give the same
+    numbers as torchvision's per-image ``ColorJitter`` (bit for bit without hue).
     """
-    aug = aug.to(x.device)
-    if x.device.type == "cpu" and len(x) > 1:
+    if len(x) == 1:
+        return _augment_one(x, aug[0].tolist(), normalise)
+    if x.device.type == "cpu":
         # image by image on a CPU: a 448 px image and its temporaries fit the cache, a batch does not
         # (hue: 6 ms per image alone, 12 ms in a batch of 8)
-        return torch.cat([augment_batch(x[i:i + 1], aug[i:i + 1], normalise) for i in range(len(x))])
+        return torch.cat([_augment_one(x[i:i + 1], a, normalise) for i, a in enumerate(aug.tolist())])
+    return _augment_vectorised(x, aug.to(x.device), normalise)
+
+
+def _augment_vectorised(x: torch.Tensor, aug: torch.Tensor, normalise: bool) -> torch.Tensor:
+    """:func:`augment_batch` on the whole batch at once (an accelerator's path)."""
     x = x.clone()
     flip = aug[:, 0] > 0.5
     if flip.any():
@@ -177,6 +188,18 @@ def augment_batch(x: torch.Tensor, aug: torch.Tensor, normalise: bool = True) ->
             elif sel.any():
                 idx = sel.nonzero()[:, 0]
                 x[idx] = _adjust(x[idx], op, aug[idx, 5 + op])
+    return (x - MEAN) / STD if normalise else x
+
+
+def _augment_one(x: torch.Tensor, aug: list[float], normalise: bool) -> torch.Tensor:
+    """:func:`augment_batch` of one image, its parameters as Python numbers (no per-call tensor
+    bookkeeping: on a 128 px image that bookkeeping cost more than the adjustments)."""
+    if aug[0] > 0.5:
+        x = x.flip(-1)
+    for op in aug[1:5]:
+        factor = aug[5 + int(op)]
+        if factor == factor:  # NaN: adjustment not drawn
+            x = _adjust(x, int(op), factor)
     return (x - MEAN) / STD if normalise else x
 
 
