@@ -21,12 +21,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from vitaff.affinity import affinity_loss, extract_pairs, pairwise_affinity
 from vitaff.classifier import normalise, poly_lr, resize, to_tensor
 from vitaff.config import ConfigError
+from vitaff.data.loading import augment_batch, autocast, draw_augment, make_loader, to_device
 from vitaff.data.voc import load_image
 from vitaff.errors import MissingFileError
 from vitaff.models.affinitynet import AffinityNet
@@ -104,19 +105,18 @@ class _AffinityImageSet(Dataset):
         self.ids = list(ids)
         self.grids = label_grids
         self.size, self.stride, self.augment = size, stride, augment
-        from torchvision.transforms import v2
-        b, c, s, h = color_jitter
-        self.jitter = v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)
+        self.color_jitter = tuple(color_jitter)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def image_and_grid(self, i: int, resize_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = to_tensor(load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg"))
+        x = to_tensor(load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg", draft=resize_to))
         if resize_to:
             x = resize(x, resize_to).clamp_(0, 1)
         if self.augment:
-            x = self.jitter(x).clamp_(0, 1)
+            # jitter of the whole image before any crop (its contrast mean is the image's): here, per image
+            x = augment_batch(x[None], draw_augment(False, self.color_jitter)[None], normalise=False)[0]
         return normalise(x), torch.from_numpy(np.asarray(self.grids[i], dtype=np.int64))
 
 
@@ -173,15 +173,19 @@ def affinity_dataset(voc_root, ids, label_grids, aff: dict, augment: bool = True
 
 def train_affinity(model: AffinityModel, dataset: Dataset, *, epochs: int, batch_size: int, lr: float,
                    backbone_lr_mult: float, momentum: float, weight_decay: float, poly_power: float,
-                   radius: int, seed: int, device, resume_path=None) -> list[dict]:
-    """Train in place; one history row per epoch with the loss and its three terms."""
+                   radius: int, seed: int, device, resume_path=None, workers: int = 0,
+                   precision: str = "fp32") -> list[dict]:
+    """Train in place; one history row per epoch with the loss and its three terms.
+
+    ``workers`` loader processes (:func:`vitaff.data.loading.make_loader`); ``precision`` ``bf16``
+    runs the forward under ``torch.autocast`` (fp32 weights, loss in fp32)."""
     model.to(device)
     groups = [{"params": list(model.backbone.parameters()), "lr_mult": backbone_lr_mult},
               {"params": list(model.head.parameters()), "lr_mult": 1.0}]
     optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
+    loader = make_loader(dataset, batch_size, workers=workers, device=device, shuffle=True, generator=generator)
     max_steps = epochs * len(loader)
     history, start = restore(resume_path, model, optimizer, generator)
     for epoch in range(start, epochs):
@@ -191,8 +195,9 @@ def train_affinity(model: AffinityModel, dataset: Dataset, *, epochs: int, batch
             base = poly_lr(lr, epoch * len(loader) + step, max_steps, poly_power)
             for group in optimizer.param_groups:
                 group["lr"] = base * group["lr_mult"]
-            aff = model.affinity(x.to(device), radius)
-            loss, terms = affinity_loss(aff, extract_pairs(grid.to(device), radius))
+            with autocast(device, precision):
+                aff = model.affinity(to_device(x, device), radius)
+            loss, terms = affinity_loss(aff.float(), extract_pairs(to_device(grid, device), radius))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from vitaff.data.loading import augment_batch, autocast, draw_augment, make_loader, resolve_workers, to_device
 from vitaff.data.synthetic import PART_HIDDEN_DIR
 from vitaff.data.voc import NUM_FG_CLASSES, PART_DIR, VOCDataError, load_image, load_mask
 from vitaff.errors import MissingFileError
@@ -91,6 +92,11 @@ class ClassificationSet(Dataset):
     ``part_hiding`` > 0 (training on the embedded data only) hides each object's discriminative
     part with that probability (:func:`hide_parts`); it needs the generator's ``SegmentationPart/``
     and ``JPEGImagesPartHidden/``.
+
+    With ``augment`` an item is ``(image in [0, 1], labels, augmentation parameters)``: the flip and
+    colour jitter are drawn here (the loader's workers) and applied by
+    :func:`vitaff.data.loading.augment_batch`, on the batch on the model's device, or here when
+    ``augment_here`` (a CPU device: the workers do it in parallel). Without, ``(normalised image, labels)``.
     """
 
     def __init__(self, voc_root: str | Path, ids: Sequence[str], labels: Sequence[Sequence[int]],
@@ -111,25 +117,25 @@ class ClassificationSet(Dataset):
                     f"classifier.part_hiding needs {', '.join(str(self.root / d) for d in missing)}: they exist "
                     "only in the embedded synthetic dataset (vitaff.data.synthetic, write_parts=True); "
                     "set classifier.part_hiding: 0 for real VOC")
-        if augment:
-            from torchvision.transforms import v2
-            b, c, s, h = color_jitter
-            self.jitter = v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)
+        self.color_jitter = tuple(color_jitter)
+        self.augment_here = True
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int):
-        image = load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+        image = load_image(self.root / "JPEGImages" / f"{self.ids[i]}.jpg",
+                           draft=None if self.part_hiding > 0 else self.img_size)
         if self.part_hiding > 0:
             parts = load_mask(self.root / PART_DIR / f"{self.ids[i]}.png", image.shape[:2])
             hidden = load_image(self.root / PART_HIDDEN_DIR / f"{self.ids[i]}.jpg")
             image = hide_parts(image, hidden, parts, self.part_hiding)
         x = resize(to_tensor(image), self.img_size)
         if self.augment:
-            if torch.rand(()) < 0.5:
-                x = x.flip(-1)
-            x = self.jitter(x).clamp_(0, 1)
+            aug = draw_augment(True, self.color_jitter)
+            if self.augment_here:
+                x = augment_batch(x[None], aug[None])[0]
+            return x, self.labels[i], aug
         return normalise(x), self.labels[i]
 
 
@@ -147,6 +153,8 @@ class TrainSettings:
     poly_power: float = 0.9
     seed: int = 0
     optimizer: str = "sgd"
+    workers: int | None = None  # None: resolve_workers (0 on a CPU device)
+    precision: str = "fp32"
 
 
 @torch.no_grad()
@@ -167,23 +175,33 @@ def train(model: torch.nn.Module, train_set: Dataset, eval_set: Dataset | None, 
     training continues from it, so a killed run resumes at its last finished epoch and ends with
     the same weights as an uninterrupted run.
     """
+    device = torch.device(device)
     model.to(device)
     optimizer = build_optimizer(model.parameters(), settings.optimizer, settings.lr, settings.momentum,
                                 settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
-    loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, drop_last=False, generator=generator)
+    # flip + jitter in the workers on a CPU (parallel), on the batch on an accelerator
+    if hasattr(train_set, "augment_here"):
+        train_set.augment_here = device.type == "cpu"
+    loader = make_loader(train_set, settings.batch_size, workers=resolve_workers(settings.workers, None, device), device=device, shuffle=True,
+                         generator=generator)
     max_steps = settings.epochs * len(loader)
     history, start_epoch = restore(resume_path, model, optimizer, generator)
     for epoch in range(start_epoch, settings.epochs):
         model.train()
         total, count = 0.0, 0
-        for step, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", mininterval=10)):
+        # a dataset without augmentation (an evaluation set, a test's) yields (image, labels) only
+        for step, (x, y, *aug) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", mininterval=10)):
             lr = poly_lr(settings.lr, epoch * len(loader) + step, max_steps, settings.poly_power)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = x.to(device), y.to(device)
-            loss = F.multilabel_soft_margin_loss(model(x), y)
+            x, y = to_device(x, device), to_device(y, device)
+            if aug and not getattr(train_set, "augment_here", True):
+                x = augment_batch(x, aug[0])
+            with autocast(device, settings.precision):
+                logits = model(x)
+            loss = F.multilabel_soft_margin_loss(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -66,13 +66,22 @@ def require_part_masks(voc_root: Path) -> None:
                            "dataset (vitaff.data.synthetic, write_parts=True); this diagnostic cannot run on real VOC")
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image as H x W x 3 uint8 RGB. Grey, palette and CMYK JPEGs are converted."""
+def load_image(path: str | Path, draft: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image as H x W x 3 uint8 RGB. Grey, palette and CMYK JPEGs are converted.
+
+    ``draft`` (a side or H x W the image will be resized to): a JPEG at least twice that size in
+    both sides is decoded at the largest of 1/2, 1/4, 1/8 scale that stays at least that size
+    (``PIL.Image.draft``, DCT-domain scaling), much cheaper than decoding it whole.
+    """
     path = Path(path)
     if not path.is_file():
         raise VOCDataError(f"image file missing: {path} (check the split file and JPEGImages/)")
     try:
         with Image.open(path) as im:
+            if draft is not None and im.format == "JPEG":
+                th, tw = (draft, draft) if isinstance(draft, int) else draft
+                if im.height >= 2 * th and im.width >= 2 * tw:
+                    im.draft("RGB", (tw, th))
             im.load()  # forces full decoding so truncated files fail here, not later
             rgb = im.convert("RGB")
     except (OSError, UnidentifiedImageError, SyntaxError) as err:

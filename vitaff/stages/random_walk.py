@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from vitaff.affinity_training import image_affinity, load_affinity_model
 from vitaff.config import resolve_device
-from vitaff.data.voc import load_image
+from vitaff.data.loading import image_batches, resolve_workers
 from vitaff.random_walk import refine_seeds
 from vitaff.stages import _cli
 from vitaff.store import ImageShardReader, ImageShardWriter, writing_store
@@ -31,8 +31,10 @@ def main(args, params) -> None:
     resized = aff["input"] == "resize"  # the study: walk on the image resized to crop_size
     with writing_store(args.out) as group:
         writer = ImageShardWriter(group, seeds.ids, seeds.sizes, {"labels": (None, "uint8")}, classes=seeds.classes)
-        for k, image_id in enumerate(tqdm(seeds.ids, desc=f"random walk {Path(args.out).name}", mininterval=10)):
-            image = load_image(voc / "JPEGImages" / f"{image_id}.jpg")
+        paths = [voc / "JPEGImages" / f"{image_id}.jpg" for image_id in seeds.ids]
+        reader = image_batches(paths, 1, resolve_workers(rw["workers"], args.threads, device))
+        for k, (image_id, (image,)) in enumerate(zip(tqdm(seeds.ids, desc=f"random walk {Path(args.out).name}",
+                                                          mininterval=10), reader)):
             affinity = image_affinity(model, image, aff["radius"], device, resize_to=aff["crop_size"] if resized else None)
             maps = seeds.read(k, "maps").astype(np.float32)
             labels = refine_seeds(maps, seeds.classes[k], affinity, stride=aff["feature_stride"], radius=aff["radius"],

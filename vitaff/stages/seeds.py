@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from vitaff.classifier import load_classifier
 from vitaff.config import resolve_device
-from vitaff.data.voc import NUM_FG_CLASSES, load_image
+from vitaff.data.loading import image_batches, resolve_workers
+from vitaff.data.voc import NUM_FG_CLASSES
 from vitaff.seeds import class_seeds, release_large_blocks, seed_labels, to_full_stack
 from vitaff.stages import _cli
 from vitaff.data.index import read_index
@@ -44,9 +45,11 @@ def main(args, params) -> None:
     preview_dir.mkdir(parents=True, exist_ok=True)
     with writing_store(args.out) as group:
         writer = ImageShardWriter(group, ids, sizes, {"maps": (NUM_FG_CLASSES, "float16")}, classes=classes)
-        for start in tqdm(range(0, len(ids), sp["batch_size"]), desc=f"seeds shard {args.shard}", mininterval=10):
+        paths = [voc / "JPEGImages" / f"{image_id}.jpg" for image_id in ids]
+        reader = image_batches(paths, sp["batch_size"], resolve_workers(sp["workers"], args.threads, device))
+        starts = range(0, len(ids), sp["batch_size"])
+        for start, images in zip(tqdm(starts, desc=f"seeds shard {args.shard}", mininterval=10), reader):
             batch = list(range(start, min(start + sp["batch_size"], len(ids))))
-            images = [load_image(voc / "JPEGImages" / f"{ids[k]}.jpg") for k in batch]
             seeds = class_seeds(model, images, [classes[k] for k in batch], model.img_size, device,
                                 method=sp["method"], start_layer=sp["start_layer"], flip=sp["flip"],
                                 cube_root=sp["cube_root"], precision=sp.get("precision", "fp32"))

@@ -7,6 +7,7 @@ import pandas as pd
 
 from vitaff.affinity_training import AffinityModel, affinity_dataset, save_affinity_model, train_affinity
 from vitaff.classifier import load_classifier
+from vitaff.data.loading import resolve_workers
 from vitaff.config import resolve_device
 from vitaff.stages import _cli
 from vitaff.training import resume_path
@@ -30,7 +31,8 @@ def main(args, params) -> None:
     history = train_affinity(model, dataset, epochs=aff["epochs"], batch_size=aff["batch_size"], lr=aff["lr"],
                              backbone_lr_mult=aff["backbone_lr_mult"], momentum=aff["momentum"],
                              weight_decay=aff["weight_decay"], poly_power=aff["poly_power"], radius=aff["radius"],
-                             seed=params["seed"], device=device, resume_path=resume)
+                             seed=params["seed"], device=device, resume_path=resume,
+                             workers=resolve_workers(aff["workers"], args.threads, device), precision=aff["precision"])
     write_csv(pd.DataFrame(history), args.history)
     save_affinity_model(model, args.classifier, args.out)
     resume.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from vitaff.classifier import ClassificationSet, TrainSettings, build_classifier, save_classifier, train
 from vitaff.config import resolve_device
+from vitaff.data.loading import resolve_workers
 from vitaff.stages import _cli
 from vitaff.training import resume_path
 from vitaff.data.index import read_index
@@ -29,7 +30,8 @@ def main(args, params) -> None:
     model = build_classifier(cls)
     settings = TrainSettings(epochs=cls["epochs"], batch_size=cls["batch_size"], lr=cls["lr"], momentum=cls["momentum"],
                              weight_decay=cls["weight_decay"], poly_power=cls["poly_power"], seed=params["seed"],
-                             optimizer=cls["optimizer"])
+                             optimizer=cls["optimizer"], workers=resolve_workers(cls["workers"], args.threads, device),
+                             precision=cls["precision"])
     resume = resume_path(args.resume_dir, "classifier", params)
     history = train(model, train_set, eval_set, settings, device, resume_path=resume)
     write_csv(pd.DataFrame(history), args.history)
