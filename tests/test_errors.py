@@ -1,4 +1,4 @@
-"""Errors a new user meets before any job runs (issue 13) and per-job threads (issue 12.3): config
+"""Errors a new user meets before any job runs and per-job threads: config
 messages that name the key and the closest valid one, model names checked at workflow start,
 nested --config values, the stages' thread count, and the profiles' CPU settings. The end-to-end
 halves (a failed rule's message on the terminal, the unmarked-store fix) are in

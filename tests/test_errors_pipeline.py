@@ -1,4 +1,4 @@
-"""End to end (issue 13, issue 12.3): a failed rule's own message reaches the terminal, the
+"""End to end: a failed rule's own message reaches the terminal, the
 unmarked-store message's fix works when followed verbatim, and each job runs with the threads
 Snakemake gave it. Cheap: each run stops at the first rules that matter (tiny embedded config)."""
 
