@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Subset
 from PIL import Image, ImageFilter
 
@@ -45,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vitaff.affinity import affinity_loss, extract_pairs  # noqa: E402
 from vitaff.affinity_training import AffinityModel, AffinityResizedSet, image_affinity  # noqa: E402
-from vitaff.classifier import ClassificationSet, normalise, resize, to_tensor  # noqa: E402
+from vitaff.classifier import ClassificationSet, normalise, resize, to_tensor, training_step  # noqa: E402
 from vitaff.data.loading import augment_batch, autocast, image_batches, make_loader, to_device  # noqa: E402
 from vitaff.data.voc import load_image  # noqa: E402
 from vitaff.models import create_model  # noqa: E402
@@ -160,12 +159,7 @@ def model_rates(args, device) -> dict[str, float]:
         return timed(lambda: [fn() for _ in range(n)], n * b, device)[0]
 
     def cls_step():
-        with autocast(device, args.precision):
-            logits = model(x)
-        loss = F.multilabel_soft_margin_loss(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        training_step(model, opt, x, y, device, args.precision)
 
     @torch.no_grad()
     def forward():

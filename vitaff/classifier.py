@@ -157,6 +157,19 @@ class TrainSettings:
     precision: str = "fp32"
 
 
+def training_step(model: torch.nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, device,
+                  precision: str = "fp32") -> torch.Tensor:
+    """One multi-label step (paper step 1): forward under ``precision``'s autocast, the soft-margin
+    loss in fp32, one optimizer update; returns the loss (the benchmark times exactly this)."""
+    with autocast(device, precision):
+        logits = model(x)
+    loss = F.multilabel_soft_margin_loss(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 @torch.no_grad()
 def predict_scores(model: torch.nn.Module, dataset: Dataset, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
@@ -199,12 +212,7 @@ def train(model: torch.nn.Module, train_set: Dataset, eval_set: Dataset | None, 
             x, y = to_device(x, device), to_device(y, device)
             if aug and not getattr(train_set, "augment_here", True):
                 x = augment_batch(x, aug[0])
-            with autocast(device, settings.precision):
-                logits = model(x)
-            loss = F.multilabel_soft_margin_loss(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = training_step(model, optimizer, x, y, device, settings.precision)
             total += loss.item() * len(x)
             count += len(x)
         row = {"epoch": epoch + 1, "loss": total / count, "lr": lr}
