@@ -45,7 +45,7 @@ include: "workflow/rules/diagnostics.smk"
 
 rule all:
     input:
-        "results/voc_miou.csv",
+        MIOU_CSV,  # results/voc_miou.csv on VOC (workflow/rules/common.smk)
         # the pipeline's product: pseudo labels of the training split (also made by the main job)
         f"results/pseudo_labels/{TRAIN_SPLIT}",
         "results/figures/wsss_stages.png",

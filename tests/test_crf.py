@@ -101,30 +101,34 @@ def test_crf_no_present_classes_and_bad_inputs():
     fg, bg, p_lo, _ = crf_confident_labels(image, np.zeros((0, 8, 8)), [])
     assert (fg == 0).all() and (bg == 0).all() and p_lo.shape == (1, 8, 8)
     with pytest.raises(ValueError):
-        crf_confident_labels(image, np.zeros((3, 8, 8)), [1, 2])  # 3 maps for 2 classes
+        crf_confident_labels(image, np.zeros((3, 8, 8)), [1, 5])  # 3 maps: neither 2 present nor 5 in all
     with pytest.raises(ValueError):
-        crf_confident_labels(image, np.zeros((1, 8, 8)), [21])  # not a VOC class
+        crf_confident_labels(image, np.zeros((1, 8, 8)), [255])  # 255 is void, never a class
     with pytest.raises(ValueError):
         crf_argmax_labels(image, np.zeros((1, 8, 9)), [4])  # image 8x8, maps 8x9
     assert select_present_maps(np.zeros((20, 2, 2)), [3, 1]).shape == (2, 2, 2)
 
 
 def test_select_present_maps_checks_and_messages():
-    """float32 out whatever comes in; VOC indices 1..20 (20 is valid, 21 is not); the errors name
-    the shape or channel count and what was expected."""
+    """float32 out whatever comes in; label indices 1..254 (255 is void); a full stack indexed by
+    class - 1 must reach the largest present index; the errors name the shape or channel count and
+    what was expected."""
     from vitaff.crf import select_present_maps
 
     full = np.random.default_rng(0).random((20, 3, 4))  # float64 in
     out = select_present_maps(full, [20, 1])
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, full[[19, 0]].astype(np.float32))
-    with pytest.raises(ValueError, match=r"distinct VOC indices in 1\.\.20, got \[21\]"):
+    with pytest.raises(ValueError, match=r"distinct label indices in 1\.\.254, got \[255\]"):
+        select_present_maps(full, [255])
+    with pytest.raises(ValueError, match=r"class_maps has 20 channels; expected len\(present_classes\) = 1 "
+                                         r"\(present classes only\) or a full stack of at least 21"):
         select_present_maps(full, [21])
     with pytest.raises(ValueError, match=r"C x H x W, got shape \(20, 12\)"):
         select_present_maps(full.reshape(20, 12), [1])
     with pytest.raises(ValueError, match=r"class_maps has 3 channels; expected len\(present_classes\) = 2 "
-                                         r"\(present classes only\) or 20 \(all VOC foreground classes\)"):
-        select_present_maps(full[:3], [1, 2])
+                                         r"\(present classes only\) or a full stack of at least 5"):
+        select_present_maps(full[:3], [1, 5])
 
 
 def test_crf_probabilities_passes_its_parameters_and_skips_an_empty_image(monkeypatch):

@@ -129,20 +129,22 @@ def test_seed_score_grid_and_absent_class_masking():
     maps[0, :, :4] = 1.0
     maps[1, :, 4:] = 0.5
     grid = seed_score_grid(maps, [9, 2], grid_size=(2, 2), stride=4)
-    assert grid.shape == (21, 2, 2)
+    # background, then the present classes in the order given: no channel for an absent class
+    assert grid.shape == (3, 2, 2)
     # top-left cell: class 9 at 1, bg 0; bottom row cells average 2 image rows + 2 zero padding rows
-    assert grid[9, 0, 0].item() == pytest.approx(1.0)
+    assert grid[1, 0, 0].item() == pytest.approx(1.0)
     assert grid[0, 0, 0].item() == pytest.approx(0.0)
     assert grid[2, 1, 1].item() == pytest.approx(0.25)
     assert grid[0, 1, 1].item() == pytest.approx(0.5**16 / 2)
-    assert grid[[1, 3, 4, 20]].abs().sum() == 0
-    scores = torch.zeros(21, 2, 2)
+    scores = torch.zeros(3, 2, 2)
     scores[0] = 0.1
-    scores[7] = 5.0  # absent class with the highest score
-    scores[9, 0, 0] = 1.0
-    lab = scores_to_labels(scores, [9], (8, 8), stride=4)
-    assert 7 not in np.unique(lab)
-    assert lab[0, 0] == 9 and lab[7, 7] == 0
+    scores[2] = 5.0  # class 130 (a large dataset's index) wins everywhere but the top-left cell
+    scores[1, 0, 0] = 9.0
+    lab = scores_to_labels(scores, [9, 130], (8, 8), stride=4)
+    assert lab.dtype == np.uint8 and set(np.unique(lab)) == {9, 130}
+    assert lab[0, 0] == 9 and lab[7, 7] == 130
+    with pytest.raises(ValueError, match="1 \\+ 1 present"):
+        scores_to_labels(scores, [9], (8, 8), stride=4)
 
 
 def test_refine_seeds_on_the_resized_image_returns_image_size_labels():

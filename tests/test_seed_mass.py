@@ -15,11 +15,11 @@ def _hand_case():
                    [3, 3, 0, 8]], dtype=np.uint8)
     parts = np.zeros_like(gt)
     parts[0, 0] = 1
-    maps = np.zeros((20, 3, 4), dtype=np.float32)
-    maps[2] = [[1.0, 0.5, 0.2, 0.0],
+    maps = np.zeros((2, 3, 4), dtype=np.float32)  # the store's layout: classes 3 and 8 only
+    maps[0] = [[1.0, 0.5, 0.2, 0.0],
                [0.5, 0.0, 0.0, 0.9],
                [0.0, 0.0, 0.1, 0.0]]
-    maps[7] = [[0.0, 0.0, 0.3, 0.3],
+    maps[1] = [[0.0, 0.0, 0.3, 0.3],
                [0.0, 0.0, 0.0, 0.0],
                [0.0, 0.0, 0.0, 0.6]]
     confident = np.array([[3, 3, 0, 0],

@@ -9,7 +9,7 @@ import torch
 
 from vitaff.explain import upsample_and_normalise
 from vitaff.seeds import seed_labels, to_full_stack
-from vitaff.stages.crf import confident_labels, to_voc_channels
+from vitaff.stages.crf import confident_labels
 from vitaff.store import (ImageShardReader, ImageShardWriter, IncompleteArtifactError, open_store, shard_slice,
                           writing_store)
 
@@ -39,12 +39,40 @@ def test_confident_labels_conventions():
     assert confident_labels(fg, bg).tolist() == [[0, 0, 3, 255]]
 
 
-def test_probabilities_go_to_voc_channels():
-    probs = np.stack([np.full((2, 2), 0.5), np.full((2, 2), 0.3), np.full((2, 2), 0.2)])
-    full = to_voc_channels(probs, [4, 11])
-    assert full.shape == (21, 2, 2)
-    assert full[0, 0, 0] == np.float16(0.5) and full[4, 0, 0] == np.float16(0.3) and full[11, 0, 0] == np.float16(0.2)
-    assert full[[1, 2, 3, 5]].sum() == 0
+def test_seed_argmax_on_present_stacks_equals_the_full_stack_and_maps_to_label_indices():
+    """The stores keep the present classes only: the argmax must give the full stack's labels,
+    including ties (the lower label index wins in both) and class indices far beyond VOC's 20."""
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 5, 6)).astype(np.float32)
+    maps[1, 0, 0] = maps[2, 0, 0] = 0.9  # tie between classes 40 and 77
+    classes = [3, 40, 77]
+    present = seed_labels(maps, classes, 0.2)
+    full = seed_labels(to_full_stack(maps, classes, num_fg=80), classes, 0.2)
+    np.testing.assert_array_equal(present, full)
+    assert present[0, 0] == 40 and set(np.unique(present)) <= {0, 3, 40, 77}
+
+
+def test_class_stacks_store_present_channels_only(tmp_path):
+    """A shard's class-stack array is as deep as the most classes one of its images holds, whatever
+    the dataset's class count; read_present gives back each image's own stack."""
+    from vitaff.store import present_channels
+
+    classes = [[5], [], [7, 60, 79]]
+    assert present_channels(classes) == 3 and present_channels(classes, background=True) == 4
+    assert present_channels([[], []]) == 1
+    path = tmp_path / "s.zarr"
+    with writing_store(path) as group:
+        w = ImageShardWriter(group, ["a", "b", "c"], [(2, 2)] * 3, {"maps": (present_channels(classes), "float16")},
+                             classes=classes)
+        w.write(0, "maps", np.full((1, 2, 2), 0.25))
+        w.write(1, "maps", np.zeros((0, 2, 2)))
+        w.write(2, "maps", np.stack([np.full((2, 2), v) for v in (0.1, 0.2, 0.3)]))
+        with pytest.raises(ValueError, match="holds"):
+            w.write(2, "maps", np.zeros((4, 2, 2)))
+    r = ImageShardReader(path)
+    assert r.group["maps"].shape == (3, 3, 2, 2)
+    assert r.read_present(0, "maps").shape == (1, 2, 2) and r.read_present(1, "maps").shape == (0, 2, 2)
+    np.testing.assert_allclose(r.read_present(2, "maps")[:, 0, 0], [0.1, 0.2, 0.3], atol=1e-3)
 
 
 def test_affinity_crops_align_image_and_label_grid(tmp_path):

@@ -116,7 +116,7 @@ def test_mask_values_outside_palette(tiny_voc):
     mask = np.zeros((24, 32), np.uint8)
     mask[0, 0] = 42
     write_palette_png(mask, tiny_voc / "SegmentationClass" / "a.png")
-    with pytest.raises(VOCDataError, match=r"a\.png holds values \[42\]"):
+    with pytest.raises(VOCDataError, match=r"a\.png holds class ids \[42\] beyond the class list's 20 classes"):
         VOCDataset(tiny_voc, "train")[0]
 
 

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from vitaff.data.loading import augment_batch, autocast, draw_augment, make_loader, resolve_workers, to_device
 from vitaff.data.synthetic import PART_HIDDEN_DIR
-from vitaff.data.voc import NUM_FG_CLASSES, PART_DIR, VOCDataError, load_image, load_mask
+from vitaff.data.classes import VOC
+from vitaff.data.voc import PART_DIR, VOCDataError, load_image, load_mask
 from vitaff.errors import MissingFileError
 from vitaff.metrics import mean_average_precision
 from vitaff.store import save_torch
@@ -51,9 +52,9 @@ def resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     return out if batched else out[0]
 
 
-def multi_hot(labels: Sequence[int]) -> torch.Tensor:
-    """VOC class indices (1..20) -> 20-dim multi-hot float vector."""
-    vec = torch.zeros(NUM_FG_CLASSES)
+def multi_hot(labels: Sequence[int], num_fg: int) -> torch.Tensor:
+    """Label indices (1..num_fg) -> num_fg-dim multi-hot float vector."""
+    vec = torch.zeros(num_fg)
     for c in labels:
         vec[int(c) - 1] = 1.0
     return vec
@@ -101,10 +102,10 @@ class ClassificationSet(Dataset):
 
     def __init__(self, voc_root: str | Path, ids: Sequence[str], labels: Sequence[Sequence[int]],
                  img_size: int, augment: bool = False, color_jitter=(0.3, 0.3, 0.3, 0.1),
-                 part_hiding: float = 0.0):
+                 part_hiding: float = 0.0, num_fg: int = VOC.num_fg):
         self.root = Path(voc_root)
         self.ids = list(ids)
-        self.labels = [multi_hot(lab) for lab in labels]
+        self.labels = [multi_hot(lab, num_fg) for lab in labels]
         self.img_size = img_size
         self.augment = augment
         if not 0.0 <= part_hiding <= 1.0:
@@ -224,18 +225,19 @@ def train(model: torch.nn.Module, train_set: Dataset, eval_set: Dataset | None, 
     return history
 
 
-def build_classifier(cls: dict) -> torch.nn.Module:
-    """The classifier of the config: a 20-class head on the named model, optionally initialised
-    from a local checkpoint or timm's pretrained weights (their 1000-class head is skipped)."""
+def build_classifier(cls: dict, num_fg: int = VOC.num_fg) -> torch.nn.Module:
+    """The classifier of the config: a head of ``num_fg`` outputs (the dataset's foreground classes)
+    on the named model, optionally initialised from a local checkpoint or timm's pretrained
+    weights (their 1000-class head is skipped)."""
     from vitaff.models import create_model
 
     source = cls.get("checkpoint") or (True if cls.get("pretrained") else None)
-    return create_model(cls["model"], num_classes=NUM_FG_CLASSES, pretrained=source, img_size=cls["img_size"],
+    return create_model(cls["model"], num_classes=num_fg, pretrained=source, img_size=cls["img_size"],
                         weights_key="classifier.checkpoint")
 
 
 def save_classifier(model: torch.nn.Module, cls: dict, path: str | Path) -> None:
-    save_torch({"model": cls["model"], "img_size": cls["img_size"], "num_classes": NUM_FG_CLASSES,
+    save_torch({"model": cls["model"], "img_size": cls["img_size"], "num_classes": int(model.num_classes),
                 "state_dict": model.state_dict()}, path)
 
 

@@ -234,6 +234,9 @@ def uses_embedded_dataset(config: dict) -> bool:
 def effective_config(config: dict) -> dict:
     """Validated config with the ``embedded`` overrides applied when the embedded dataset is used."""
     config = validate(copy.deepcopy(config))
+    if uses_embedded_dataset(config) and config["dataset"]["format"] != "voc":
+        raise ConfigError(f"config key dataset.format: {config['dataset']['format']} needs dataset.root (the "
+                          "dataset's directory); the embedded synthetic dataset is VOC-layout (format voc)")
     if uses_embedded_dataset(config):
         names = {}
         for section in EMBEDDED_SECTIONS:
@@ -245,10 +248,18 @@ def effective_config(config: dict) -> dict:
 
 
 def voc_root(config: dict) -> Path:
-    """The VOC2012 directory the pipeline reads (the generated one for the embedded dataset)."""
+    """The VOC-layout directory the pipeline reads: the generated one for the embedded dataset, the
+    view of a COCO root (vitaff.data.coco) for ``dataset.format: coco``, else ``dataset.root``."""
     if uses_embedded_dataset(config):
         return Path(config["synthetic"]["dir"]) / "VOCdevkit" / "VOC2012"
+    if config["dataset"].get("format") == "coco":
+        return coco_view_dir(config) / "VOC"
     return Path(config["dataset"]["root"])
+
+
+def coco_view_dir(config: dict) -> Path:
+    """Where a COCO root's annotation indexes and VOC-layout view live (``dataset.view_dir``)."""
+    return Path(config["dataset"]["view_dir"])
 
 
 def deep_update(base: dict, overlay: dict) -> dict:

@@ -16,9 +16,9 @@ Conventions
 -----------
 * Probabilities are passed to the CRF as given (not renormalised; psa does the same): the unary is
   ``-log(clip(p, 1e-5, 1))`` (pydensecrf's ``unary_from_softmax``).
-* ``class_maps`` holds one map per *present* class, in the order of ``present_classes`` (VOC indices
-  1..20). A 20-channel stack (VOC class c at channel c - 1) is also accepted when its length differs
-  from ``len(present_classes)``; see :func:`select_present_maps`.
+* ``class_maps`` holds one map per *present* class, in the order of ``present_classes`` (label
+  indices 1..C of the dataset's class list). A full stack (class c at channel c - 1) is also
+  accepted when its length differs from ``len(present_classes)``; see :func:`select_present_maps`.
 * Returned label maps are in VOC index space: 0 = background, c = VOC class c. 255 is never produced
   here (it belongs to the affinity labels, :mod:`vitaff.affinity`).
 * Probability stacks are ``K x H x W`` float32 with channel 0 = background and channel k = the k-th
@@ -71,18 +71,21 @@ def background_map(class_maps, alpha: float) -> np.ndarray:
     return np.power(1.0 - maps.max(axis=0), alpha).astype(np.float32)
 
 
+MAX_LABEL = 254  # label PNGs are uint8 with 255 void (vitaff.data.classes)
+
+
 def _check_present(present_classes: Sequence[int]) -> list[int]:
     present = [int(c) for c in present_classes]
-    if len(set(present)) != len(present) or any(c < 1 or c > 20 for c in present):
-        raise ValueError(f"present_classes must be distinct VOC indices in 1..20, got {present}")
+    if len(set(present)) != len(present) or any(c < 1 or c > MAX_LABEL for c in present):
+        raise ValueError(f"present_classes must be distinct label indices in 1..{MAX_LABEL}, got {present}")
     return present
 
 
 def select_present_maps(class_maps, present_classes: Sequence[int]) -> np.ndarray:
     """Return the ``len(present) x H x W`` stack of maps of the present classes, in their order.
 
-    ``class_maps`` is either already that stack (``C == len(present_classes)``) or a 20-channel
-    stack indexed by VOC class - 1.
+    ``class_maps`` is either already that stack (``C == len(present_classes)``, the stores' layout)
+    or a full stack indexed by class - 1 (``C`` >= the largest present index, e.g. VOC's 20).
     """
     maps = _to_numpy(class_maps).astype(np.float32, copy=False)
     present = _check_present(present_classes)
@@ -90,11 +93,11 @@ def select_present_maps(class_maps, present_classes: Sequence[int]) -> np.ndarra
         raise ValueError(f"class_maps must be C x H x W, got shape {maps.shape}")
     if maps.shape[0] == len(present):
         return maps
-    if maps.shape[0] == 20:
+    if present and maps.shape[0] >= max(present):
         return maps[[c - 1 for c in present]]
     raise ValueError(
         f"class_maps has {maps.shape[0]} channels; expected len(present_classes) = {len(present)} "
-        "(present classes only) or 20 (all VOC foreground classes)"
+        f"(present classes only) or a full stack of at least {max(present, default=0)} (indexed by class - 1)"
     )
 
 

@@ -48,13 +48,14 @@ def inspect_image(image_id: str, voc_root: Path, results: Path = Path("results")
     panels, titles = [image], [image_id]
     mask_path = voc_root / "SegmentationClass" / f"{image_id}.png"
     if mask_path.is_file():
-        panels.append(colorize(load_mask(mask_path)))
+        panels.append(colorize(load_mask(mask_path, num_fg=None)))
         titles.append("ground truth")
     found = _find(results / "seeds", image_id)
     if found:
         reader, k = found
-        maps, classes = reader.read(k, "maps").astype(np.float32), reader.classes[k]
-        panels += [overlay(image, maps.max(0)), blend_labels(image, seed_labels(maps, classes, bg_threshold))]
+        maps, classes = reader.read_present(k, "maps").astype(np.float32), reader.classes[k]
+        top = maps.max(0) if len(maps) else np.zeros(image.shape[:2], np.float32)
+        panels += [overlay(image, top), blend_labels(image, seed_labels(maps, classes, bg_threshold))]
         titles += ["seeds (max)", f"seeds argmax (bg {bg_threshold})"]
     found = _find(results / "crf", image_id)
     if found:

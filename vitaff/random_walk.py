@@ -49,7 +49,7 @@ __all__ = [
     "refine_seeds",
 ]
 
-N_VOC = 21
+MAX_LABEL = 254  # label PNGs are uint8 with 255 void (vitaff.data.classes)
 
 
 def _check_aff(aff: torch.Tensor, radius: int) -> torch.Tensor:
@@ -205,15 +205,16 @@ def _present_maps(class_maps, present_classes: Sequence[int], device) -> tuple[t
     maps = class_maps if torch.is_tensor(class_maps) else torch.as_tensor(np.asarray(class_maps))
     maps = maps.to(device=device, dtype=torch.float32)
     present = [int(c) for c in present_classes]
-    if len(set(present)) != len(present) or any(c < 1 or c >= N_VOC for c in present):
-        raise ValueError(f"present_classes must be distinct VOC indices in 1..20, got {present}")
+    if len(set(present)) != len(present) or any(c < 1 or c > MAX_LABEL for c in present):
+        raise ValueError(f"present_classes must be distinct label indices in 1..{MAX_LABEL}, got {present}")
     if maps.ndim != 3:
         raise ValueError(f"class_maps must be C x H x W, got shape {tuple(maps.shape)}")
     if maps.shape[0] == len(present):
         return maps, present
-    if maps.shape[0] == N_VOC - 1:
+    if present and maps.shape[0] >= max(present):
         return maps[[c - 1 for c in present]], present
-    raise ValueError(f"class_maps has {maps.shape[0]} channels; expected {len(present)} (present classes) or 20")
+    raise ValueError(f"class_maps has {maps.shape[0]} channels; expected {len(present)} (present classes) "
+                     f"or a full stack of at least {max(present, default=0)} (indexed by class - 1)")
 
 
 def seed_score_grid(
@@ -224,18 +225,20 @@ def seed_score_grid(
     bg_power: float = 16.0,
     device=None,
 ) -> torch.Tensor:
-    """The ``21 x h x w`` score grid psa walks on: channel 0 = ``(1 - max_c M_c)^bg_power``, VOC
-    class c at channel c (absent classes 0), zero-padded bottom/right to ``h*stride x w*stride`` and
-    mean pooled by ``stride`` (padding zeros count in the means, as psa)."""
+    """The ``(1 + K) x h x w`` score grid psa walks on: channel 0 = ``(1 - max_c M_c)^bg_power``,
+    channel k = the k-th present class (psa walks all 21 VOC channels, but absent classes are 0 and
+    stay 0: each channel walks on its own, so only the present ones are kept, and the walk's cost
+    grows with the classes present, not with the dataset's), zero-padded bottom/right to
+    ``h*stride x w*stride`` and mean pooled by ``stride`` (padding zeros count in the means, as psa)."""
     maps, present = _present_maps(class_maps, present_classes, device)
     _, hh, ww = maps.shape
     gh, gw = int(grid_size[0]), int(grid_size[1])
     if gh * stride < hh or gw * stride < ww:
         raise ValueError(f"grid {gh}x{gw} with stride {stride} does not cover the image {hh}x{ww}")
-    full = maps.new_zeros((N_VOC, gh * stride, gw * stride))
+    full = maps.new_zeros((1 + len(present), gh * stride, gw * stride))
     if present:
         full[0, :hh, :ww] = (1.0 - maps.max(dim=0).values) ** bg_power
-        full[present, :hh, :ww] = maps
+        full[1:, :hh, :ww] = maps
     else:
         full[0, :hh, :ww] = 1.0
     return F.avg_pool2d(full.unsqueeze(0), stride, stride)[0]
@@ -245,21 +248,22 @@ def scores_to_labels(
     scores: torch.Tensor, present_classes: Sequence[int], image_size: tuple[int, int], stride: int = 8,
     *, resized: bool = False,
 ) -> np.ndarray:
-    """``21 x h x w`` grid scores -> bilinear upsampling to ``h*stride x w*stride`` and crop to
-    ``image_size`` (the padded grid of psa), or straight to ``image_size`` when the grid covers the
-    image resized to a square (``resized``, the study's); then argmax over background + present
-    classes (absent ones excluded first). Returns ``H x W`` uint8 VOC indices."""
-    if scores.ndim != 3 or scores.shape[0] != N_VOC:
-        raise ValueError(f"scores must be 21 x h x w, got shape {tuple(scores.shape)}")
+    """``(1 + K) x h x w`` grid scores (background, then the K present classes in the order of
+    ``present_classes``, as :func:`seed_score_grid` makes them) -> bilinear upsampling to
+    ``h*stride x w*stride`` and crop to ``image_size`` (the padded grid of psa), or straight to
+    ``image_size`` when the grid covers the image resized to a square (``resized``, the study's);
+    then argmax over background + present classes (absent classes have no channel, so none can
+    win). Returns ``H x W`` uint8 label indices."""
+    present = [int(c) for c in present_classes]
+    if scores.ndim != 3 or scores.shape[0] != 1 + len(present):
+        raise ValueError(f"scores must be (1 + {len(present)} present classes) x h x w, got shape {tuple(scores.shape)}")
     hh, ww = int(image_size[0]), int(image_size[1])
     _, gh, gw = scores.shape
     size = (hh, ww) if resized else (gh * stride, gw * stride)
     up = F.interpolate(scores.unsqueeze(0).float(), size=size, mode="bilinear", align_corners=False)[0]
     up = up[:, :hh, :ww]
-    allowed = torch.zeros(N_VOC, dtype=torch.bool, device=up.device)
-    allowed[[0] + [int(c) for c in present_classes]] = True
-    up = up.masked_fill(~allowed.view(-1, 1, 1), float("-inf"))
-    return up.argmax(dim=0).to(torch.uint8).cpu().numpy()
+    labels = np.array([0, *present], dtype=np.uint8)
+    return labels[up.argmax(dim=0).cpu().numpy()]
 
 
 def refine_seeds(
@@ -277,10 +281,10 @@ def refine_seeds(
     resized: bool = False,
     dtype: torch.dtype = torch.float32,
 ) -> np.ndarray:
-    """Random-walk refinement of one image's seeds; returns its ``H x W`` uint8 VOC label map.
+    """Random-walk refinement of one image's seeds; returns its ``H x W`` uint8 label map.
 
     class_maps: ``C x H x W`` seeds in [0, 1] at image resolution, one per present class in the
-    order of ``present_classes`` (or 20 channels indexed by VOC class - 1).
+    order of ``present_classes`` (or a full stack indexed by class - 1).
     aff: ``K x h x w`` affinities of the image zero-padded bottom/right to ``h*stride x w*stride``
     (needs ``h*stride >= H`` and ``w*stride >= W``), as from ``AffinityNet.affinity`` (psa); or,
     with ``resized``, of the image resized to ``h*stride x w*stride`` (the study's code): the seeds

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
-from vitaff.data.voc import VOC_CLASSES
 from vitaff.errors import VitaffError
 from vitaff.metrics import ConfusionAccumulator
 
@@ -13,10 +14,13 @@ from vitaff.metrics import ConfusionAccumulator
 STAGES = ("seeds", "crf", "random_walk")
 
 
-def score_row(stage: str, split: str, acc: ConfusionAccumulator, n: int) -> dict:
-    """One table row: per-class IoU and mIoU in percent (classes never seen are NaN, not 0)."""
+def score_row(stage: str, split: str, acc: ConfusionAccumulator, n: int, labels: Sequence[str]) -> dict:
+    """One table row: per-class IoU and mIoU in percent (classes never seen are NaN, not 0);
+    ``labels``: the column names, background first (:attr:`vitaff.data.classes.ClassList.labels`)."""
     iou = acc.iou() * 100
-    return {"stage": stage, "split": split, "n_images": n, **dict(zip(VOC_CLASSES, iou)), "mIoU": np.nanmean(iou)}
+    if len(labels) != len(iou):
+        raise ValueError(f"{len(labels)} class names for a {len(iou)}-label confusion matrix")
+    return {"stage": stage, "split": split, "n_images": n, **dict(zip(labels, iou)), "mIoU": np.nanmean(iou)}
 
 
 def parse_inputs(values):

@@ -97,20 +97,26 @@ def class_seeds(model: torch.nn.Module, images: Sequence[np.ndarray], classes: S
     return out
 
 
-def to_full_stack(maps: torch.Tensor | np.ndarray, classes: Sequence[int]) -> np.ndarray:
-    """len(classes) x H x W -> 20 x H x W with each map at its class position (index class - 1)."""
+def to_full_stack(maps: torch.Tensor | np.ndarray, classes: Sequence[int], num_fg: int = NUM_FG_CLASSES) -> np.ndarray:
+    """len(classes) x H x W -> num_fg x H x W with each map at its class position (index class - 1).
+    The stores keep the present classes' maps only (disk grows with the classes present)."""
     maps = np.asarray(maps)
-    full = np.zeros((NUM_FG_CLASSES, *maps.shape[-2:]), dtype=np.float32)
+    full = np.zeros((num_fg, *maps.shape[-2:]), dtype=np.float32)
     for k, c in enumerate(classes):
         full[int(c) - 1] = maps[k]
     return full
 
 
-def seed_labels(full_maps: np.ndarray, classes: Sequence[int], bg_threshold: float) -> np.ndarray:
-    """Seed-only prediction: argmax over [bg_threshold, M_c for present c]; absent classes excluded."""
-    h, w = full_maps.shape[-2:]
-    scores = np.full((NUM_FG_CLASSES + 1, h, w), -1.0, dtype=np.float32)
+def seed_labels(maps: np.ndarray, classes: Sequence[int], bg_threshold: float) -> np.ndarray:
+    """Seed-only prediction: argmax over [bg_threshold, M_c for present c]; absent classes excluded.
+
+    ``maps``: the present classes' maps in the order of ``classes`` (the stores' layout), or a full
+    stack indexed by class - 1. Returns label indices (uint8); ties go to the lower label index."""
+    classes = [int(c) for c in classes]
+    if maps.shape[0] != len(classes):
+        maps = maps[[c - 1 for c in classes]]
+    h, w = maps.shape[-2:]
+    scores = np.empty((len(classes) + 1, h, w), dtype=np.float32)
     scores[0] = bg_threshold
-    for c in classes:
-        scores[int(c)] = full_maps[int(c) - 1]
-    return scores.argmax(0).astype(np.uint8)
+    scores[1:] = maps
+    return np.array([0, *classes], dtype=np.uint8)[scores.argmax(0)]

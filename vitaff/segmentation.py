@@ -52,7 +52,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from vitaff.config import ConfigError, segmentation_problems
 from vitaff.errors import InputError, MissingFileError
-from vitaff.data.voc import IGNORE_INDEX, NUM_CLASSES, load_image, load_mask
+from vitaff.data.classes import VOC
+from vitaff.data.voc import IGNORE_INDEX, load_image, load_mask
 from vitaff.metrics import ConfusionAccumulator
 from vitaff.models.checkpoint import CheckpointError, adapt_state_dict, read_state_dict
 from vitaff.store import save_torch
@@ -119,22 +120,24 @@ class SegmentationModel(nn.Module):
         return [p for p in self.network.classifier.parameters() if p.requires_grad]
 
 
-def _deeplabv3(backbone: nn.Module, in_channels: int, atrous_rates: Sequence[int], aspp_channels: int = 256) -> nn.Module:
+def _deeplabv3(backbone: nn.Module, in_channels: int, atrous_rates: Sequence[int], aspp_channels: int = 256,
+               num_labels: int = VOC.num_labels) -> nn.Module:
     """torchvision's DeepLabV3 with its DeepLabHead (ASPP of 256 channels); another width builds the
-    same layers (torchvision's ASPP, 3x3 conv, BN, ReLU, 1x1 classifier: the same parameter names)."""
+    same layers (torchvision's ASPP, 3x3 conv, BN, ReLU, 1x1 classifier: the same parameter names).
+    ``num_labels``: the dataset's classes with background (vitaff.data.classes)."""
     from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabHead, DeepLabV3
 
     rates = tuple(atrous_rates)
     if aspp_channels == 256:
-        head = DeepLabHead(in_channels, NUM_CLASSES, atrous_rates=rates)
+        head = DeepLabHead(in_channels, num_labels, atrous_rates=rates)
     else:
         c = aspp_channels
         head = nn.Sequential(ASPP(in_channels, rates, c), nn.Conv2d(c, c, 3, padding=1, bias=False),
-                             nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, NUM_CLASSES, 1))
+                             nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, num_labels, 1))
     return DeepLabV3(backbone, head, None)
 
 
-def _resnet_deeplab(name: str, seg: dict, backbone_weights=None) -> nn.Module:
+def _resnet_deeplab(name: str, seg: dict, backbone_weights=None, num_labels: int = VOC.num_labels) -> nn.Module:
     """torchvision's DeepLab-v3 ResNet (output stride 8, no auxiliary head) with our ASPP rates."""
     from torchvision.models import resnet50, resnet101
     from torchvision.models._utils import IntermediateLayerGetter
@@ -142,7 +145,7 @@ def _resnet_deeplab(name: str, seg: dict, backbone_weights=None) -> nn.Module:
     resnet = {"resnet101": resnet101, "resnet50": resnet50}[RESNET_NETWORKS[name]](
         weights=backbone_weights, replace_stride_with_dilation=[False, True, True])
     return _deeplabv3(IntermediateLayerGetter(resnet, return_layers={"layer4": "out"}), 2048, seg["atrous_rates"],
-                      seg["aspp_channels"])
+                      seg["aspp_channels"], num_labels)
 
 
 def mask_trained_keys(state: dict) -> list[str]:
@@ -194,13 +197,14 @@ def _load_mask_pretrained(network: nn.Module, name: str, path) -> None:
 
 
 def build_network(seg: dict, classifier_path=None, classifier_model: str | None = None,
-                  load_weights: bool = True) -> SegmentationModel:
+                  load_weights: bool = True, num_labels: int = VOC.num_labels) -> SegmentationModel:
     """The network of ``segmentation.network``, initialised as ``segmentation.init`` says.
 
     ``classifier_path``: the project's classifier checkpoint (``deeplabv3_classifier_stem``: its CNN
     stem is the backbone, its weights with init ``classifier``); ``classifier_model``: the stem's
     architecture without a checkpoint (init ``scratch``). ``load_weights=False`` builds the
-    architecture only (to load a trained model into).
+    architecture only (to load a trained model into). ``num_labels``: output channels, the dataset's
+    classes with background.
     """
     problems = segmentation_problems(seg)
     if problems:
@@ -226,22 +230,22 @@ def build_network(seg: dict, classifier_path=None, classifier_model: str | None 
                                   f"(classifier.model with a CNN stem), got {classifier_model!r}")
             stem = make_resnetv2_stem(**backbone_cfg)
         backbone = ClassifierStemBackbone(stem)
-        network = _deeplabv3(backbone, backbone.out_channels, seg["atrous_rates"], seg["aspp_channels"])
+        network = _deeplabv3(backbone, backbone.out_channels, seg["atrous_rates"], seg["aspp_channels"], num_labels)
         return SegmentationModel(network, CLASSIFIER_MEAN, CLASSIFIER_STD)
     if not load_weights or init == "scratch":
-        return SegmentationModel(_resnet_deeplab(name, seg), IMAGENET_MEAN, IMAGENET_STD)
+        return SegmentationModel(_resnet_deeplab(name, seg, num_labels=num_labels), IMAGENET_MEAN, IMAGENET_STD)
     if init == "imagenet":
         if seg["checkpoint"]:
-            network = _resnet_deeplab(name, seg)
+            network = _resnet_deeplab(name, seg, num_labels=num_labels)
             _load_imagenet_backbone(network, seg["checkpoint"], str(seg["checkpoint"]))
         else:  # torchvision's ImageNet classification weights (downloads; no masks involved)
             from torchvision.models import ResNet50_Weights, ResNet101_Weights
 
             weights = {"resnet101": ResNet101_Weights, "resnet50": ResNet50_Weights}[RESNET_NETWORKS[name]].IMAGENET1K_V1
-            network = _resnet_deeplab(name, seg, backbone_weights=weights)
+            network = _resnet_deeplab(name, seg, backbone_weights=weights, num_labels=num_labels)
         return SegmentationModel(network, IMAGENET_MEAN, IMAGENET_STD)
     if init == "mask_pretrained":
-        network = _resnet_deeplab(name, seg)
+        network = _resnet_deeplab(name, seg, num_labels=num_labels)
         _load_mask_pretrained(network, name, seg["checkpoint"])
         log.warning("segmentation network initialised from weights trained on segmentation masks "
                     "(segmentation.allow_mask_pretrained: true); every score row says init=mask_pretrained")
@@ -253,7 +257,7 @@ def save_segmentation_model(model: SegmentationModel, seg: dict, labels: str, pa
                             classifier_model: str | None = None) -> None:
     """The trained network with what rebuilds it and what its scores must say (init, labels)."""
     save_torch({"segmentation": seg, "labels": labels, "classifier_model": classifier_model,
-                "state_dict": model.state_dict()}, path)
+                "num_labels": int(model.network.classifier[-1].out_channels), "state_dict": model.state_dict()}, path)
 
 
 def load_segmentation_model(path, device="cpu") -> tuple[SegmentationModel, dict]:
@@ -262,7 +266,8 @@ def load_segmentation_model(path, device="cpu") -> tuple[SegmentationModel, dict
     if not path.is_file():
         raise MissingFileError(f"segmentation model {path} missing; run the train_segmentation rule first")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_network(state["segmentation"], classifier_model=state["classifier_model"], load_weights=False)
+    model = build_network(state["segmentation"], classifier_model=state["classifier_model"], load_weights=False,
+                          num_labels=state.get("num_labels", VOC.num_labels))
     model.load_state_dict(state["state_dict"])
     meta = {k: v for k, v in state.items() if k != "state_dict"}
     return model.to(device).eval(), meta
@@ -316,7 +321,7 @@ class SegmentationTrainSet(Dataset):
         index, seed = item
         g = torch.Generator().manual_seed(int(seed))
         image = load_image(self.root / "JPEGImages" / f"{self.ids[index]}.jpg")
-        label = torch.from_numpy(load_mask(self.label_paths[index], image.shape[:2]).astype(np.int64))
+        label = torch.from_numpy(load_mask(self.label_paths[index], image.shape[:2], num_fg=None).astype(np.int64))
         x = to_tensor(image)
         lo, hi = self.scale_range
         scale = lo + (hi - lo) * float(torch.rand((), generator=g))
@@ -428,12 +433,12 @@ def train_network(model: SegmentationModel, dataset: SegmentationTrainSet, *, it
 @torch.no_grad()
 def class_probabilities(model: SegmentationModel, image: np.ndarray, scales: Sequence[float] = (1.0,),
                         flip: bool = False, device="cpu") -> torch.Tensor:
-    """21 x H x W softmax of one image, averaged over ``scales`` (each image resized bilinearly, its
+    """C x H x W softmax of one image (C: the network's labels), averaged over ``scales`` (each image resized bilinearly, its
     output resized back) and, with ``flip``, their horizontal flips."""
     model.eval()
     x = to_tensor(image)[None].to(device)
     h, w = x.shape[-2:]
-    total = torch.zeros(NUM_CLASSES, h, w, device=device)
+    total = 0
     passes = 0
     for s in scales:
         xs = x if s == 1 else F.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))),
@@ -465,15 +470,17 @@ def segment_image(model: SegmentationModel, image: np.ndarray, scales: Sequence[
             "multi_scale_flip_crf": refined.argmax(0).astype(np.uint8)}
 
 
-def score_label_dir(label_dir, ids: Sequence[str], mask_path) -> tuple[ConfusionAccumulator, int]:
+def score_label_dir(label_dir, ids: Sequence[str], mask_path, num_labels: int = VOC.num_labels
+                    ) -> tuple[ConfusionAccumulator, int]:
     """Confusion matrix of the label PNGs ``label_dir/<id>.png`` against ``mask_path(id)`` over the
-    ids that have a ground-truth mask (the metrics code of every score)."""
-    acc, n = ConfusionAccumulator(NUM_CLASSES), 0
+    ids that have a ground-truth mask (the metrics code of every score); ``num_labels``: the
+    dataset's classes with background."""
+    acc, n = ConfusionAccumulator(num_labels), 0
     for image_id in ids:
         gt_path = Path(mask_path(image_id))
         if not gt_path.is_file():
             continue
-        pred = load_mask(Path(label_dir) / f"{image_id}.png")
-        acc.update(load_mask(gt_path, pred.shape), pred)
+        pred = load_mask(Path(label_dir) / f"{image_id}.png", num_fg=num_labels - 1)
+        acc.update(load_mask(gt_path, pred.shape, num_labels - 1), pred)
         n += 1
     return acc, n

@@ -156,12 +156,16 @@ class ImageShardWriter:
                 name, shape=(max(n, 1), *lead, hmax, wmax), chunks=(1, *lead, hmax, wmax), dtype=dtype, fill_value=0)
 
     def write(self, index: int, name: str, value) -> None:
+        """Write one image's array; a channel stack may have fewer channels than the array (the
+        present classes of this image: the rest stay zero and compress to almost nothing)."""
         h, w = self.sizes[index]
         if tuple(value.shape[-2:]) != (h, w):
             raise ValueError(f"{name} for image {index} is {tuple(value.shape[-2:])}, expected {(h, w)}")
         arr = self.arrays[name]
+        if value.ndim != arr.ndim - 1 or (value.ndim == 3 and value.shape[0] > arr.shape[1]):
+            raise ValueError(f"{name} for image {index} has shape {tuple(value.shape)}; the array holds {arr.shape[1:]}")
         full = __import__("numpy").zeros(arr.shape[1:], dtype=arr.dtype)
-        full[..., :h, :w] = value
+        full[tuple(slice(0, n) for n in value.shape)] = value
         arr[index] = full
 
 
@@ -181,6 +185,18 @@ class ImageShardReader:
     def read(self, index: int, name: str):
         h, w = self.sizes[index]
         return self.group[name][index][..., :h, :w]
+
+    def read_present(self, index: int, name: str, background: bool = False):
+        """A class stack stored as the image's present classes (``classes[index]`` order), after a
+        background channel when ``background``: the stored channels past those are padding."""
+        return self.read(index, name)[: len(self.classes[index]) + int(background)]
+
+
+def present_channels(classes, background: bool = False) -> int:
+    """Channels of a shard's class-stack array: the most classes any of its images holds (at least
+    one), plus the background channel. Disk then grows with the classes present in the images,
+    not with the dataset's class count."""
+    return max([1, *(len(c) for c in classes)]) + int(background)
 
 
 def open_shards(paths) -> tuple[list, dict]:

@@ -22,13 +22,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vitaff.data.classes import VOC, ClassList
 from vitaff.errors import VitaffError
 
-VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)
+# PASCAL VOC's own classes: the default class list (vitaff.data.classes has any other).
+VOC_CLASSES: tuple[str, ...] = VOC.labels
 NUM_CLASSES = len(VOC_CLASSES)  # 21, background included
 NUM_FG_CLASSES = NUM_CLASSES - 1
 IGNORE_INDEX = 255
@@ -92,8 +90,11 @@ def load_image(path: str | Path, draft: int | tuple[int, int] | None = None) -> 
     return np.array(rgb, dtype=np.uint8)  # writable: pydensecrf and torch refuse read-only buffers
 
 
-def load_mask(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a VOC label PNG as H x W uint8 class indices (0..20, 255 void), never via RGB."""
+def load_mask(path: str | Path, expected_hw: tuple[int, int] | None = None,
+              num_fg: int | None = NUM_FG_CLASSES) -> np.ndarray:
+    """Read a VOC label PNG as H x W uint8 class indices (0..num_fg, 255 void), never via RGB.
+
+    ``num_fg``: the class list's length (VOC's 20 by default); None accepts every index."""
     path = Path(path)
     if not path.is_file():
         raise VOCDataError(f"segmentation mask missing: {path} (is this id in the right split?)")
@@ -113,12 +114,13 @@ def load_mask(path: str | Path, expected_hw: tuple[int, int] | None = None) -> n
             f"mask {path} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image is "
             f"{expected_hw[1]}x{expected_hw[0]}; the mask must have its image's size."
         )
-    bad = (mask > NUM_FG_CLASSES) & (mask != IGNORE_INDEX)
-    if bad.any():
+    bad = (mask > num_fg) & (mask != IGNORE_INDEX) if num_fg is not None else None
+    if bad is not None and bad.any():
         values = sorted(set(np.unique(mask[bad]).tolist()))
         raise VOCDataError(
-            f"mask {path} holds values {values[:10]} outside 0..{NUM_FG_CLASSES} and {IGNORE_INDEX}; "
-            "VOC masks store class indices, not colours."
+            f"mask {path} holds class ids {values[:10]} beyond the class list's {num_fg} classes "
+            f"(1..{num_fg}, 0 background, {IGNORE_INDEX} void); masks store class indices, not colours: "
+            "add the missing classes to dataset.classes (or classes.txt at the dataset root)."
         )
     return mask
 
@@ -134,17 +136,18 @@ def save_label_png(labels: np.ndarray, path: str | Path) -> None:
     image.save(path, format="PNG")
 
 
-def labels_from_mask(mask: np.ndarray) -> np.ndarray:
-    """20-dim multi-hot image-level label vector (background excluded) from an index mask."""
+def labels_from_mask(mask: np.ndarray, num_fg: int = NUM_FG_CLASSES) -> np.ndarray:
+    """num_fg-dim multi-hot image-level label vector (background excluded) from an index mask."""
     present = np.unique(mask)
-    present = present[(present > 0) & (present <= NUM_FG_CLASSES)]
-    vec = np.zeros(NUM_FG_CLASSES, dtype=np.float32)
+    present = present[(present > 0) & (present <= num_fg)]
+    vec = np.zeros(num_fg, dtype=np.float32)
     vec[present.astype(int) - 1] = 1.0
     return vec
 
 
-def labels_from_xml(path: str | Path) -> np.ndarray:
-    """20-dim multi-hot label vector from the object <name> tags of a VOC annotation XML."""
+def labels_from_xml(path: str | Path, classes: ClassList = VOC) -> np.ndarray:
+    """Multi-hot label vector (one entry per class of ``classes``) from the object <name> tags of a
+    VOC annotation XML."""
     path = Path(path)
     if not path.is_file():
         raise VOCDataError(f"annotation missing: {path} (use label_source: segmentation, or restore Annotations/)")
@@ -152,12 +155,15 @@ def labels_from_xml(path: str | Path) -> np.ndarray:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
         raise VOCDataError(f"cannot parse annotation {path}: {err}") from err
-    vec = np.zeros(NUM_FG_CLASSES, dtype=np.float32)
+    vec = np.zeros(classes.num_fg, dtype=np.float32)
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
-        if name not in CLASS_INDEX or name == "background":
-            raise VOCDataError(f"annotation {path} names unknown class {name!r}; valid: {VOC_CLASSES[1:]}")
-        vec[CLASS_INDEX[name] - 1] = 1.0
+        index = classes.index(name)
+        if index is None:
+            shown = classes.names if classes.num_fg <= 25 else (*classes.names[:25], "...")
+            raise VOCDataError(f"annotation {path} names class {name!r}, which {classes.source} lacks "
+                               f"({', '.join(shown)}); add it to the list or fix the annotation")
+        vec[index - 1] = 1.0
     return vec
 
 
@@ -182,6 +188,7 @@ class VOCDataset:
     label_source: str = "segmentation"
     mask_dir: str = "SegmentationClass"
     aug_mask_dir: str | None = None
+    classes: ClassList = VOC
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
@@ -221,17 +228,17 @@ class VOCDataset:
         return load_image(self.image_path(image_id))
 
     def mask(self, image_id: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
-        return load_mask(self.mask_path(image_id), expected_hw)
+        return load_mask(self.mask_path(image_id), expected_hw, self.classes.num_fg)
 
     def has_mask(self, image_id: str) -> bool:
         return self.mask_path(image_id).is_file()
 
     def labels(self, image_id: str, mask: np.ndarray | None = None) -> np.ndarray:
         if self.label_source == "annotations":
-            return labels_from_xml(self.annotation_path(image_id))
+            return labels_from_xml(self.annotation_path(image_id), self.classes)
         if mask is None:
             mask = self.mask(image_id)
-        return labels_from_mask(mask)
+        return labels_from_mask(mask, self.classes.num_fg)
 
     def __getitem__(self, index: int) -> dict:
         image_id = self.ids[index]

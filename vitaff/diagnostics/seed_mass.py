@@ -34,14 +34,13 @@ class SeedMassAccumulator:
 
     def update(self, gt: np.ndarray, parts: np.ndarray, maps: np.ndarray, classes, confident: np.ndarray | None = None
                ) -> None:
-        """``maps``: 20 x H x W stack indexed by class - 1 (the seeds store's layout);
-        ``classes``: the present VOC classes; ``confident``: the CRF stage's label map or None."""
+        """``maps``: the present classes' maps in the order of ``classes`` (the seeds store's
+        layout); ``classes``: the present label indices; ``confident``: the CRF stage's label map or None."""
         if gt.shape != parts.shape or gt.shape != maps.shape[1:]:
             raise ValueError(f"shapes differ: ground truth {gt.shape}, parts {parts.shape}, seeds {maps.shape[1:]}")
         on_part = parts > 0
         background = gt == 0
-        for c in classes:
-            m = maps[int(c) - 1]
+        for m, c in zip(maps, classes):
             obj = gt == int(c)
             for region, mask in (("part", obj & on_part), ("body", obj & ~on_part), ("background", background)):
                 self.seed_sum[region] += float(m[mask].sum(dtype=np.float64))

@@ -46,9 +46,8 @@ def main(args, params) -> None:
         group.attrs["image_sizes"] = [list(s) for s in crf.sizes]
         writer = ImageShardWriter(group, crf.ids, grids, {"labels": (None, "uint8")}, classes=crf.classes)
         for k in tqdm(range(len(crf)), desc="affinity labels", mininterval=10):
-            channels = [0, *crf.classes[k]]
-            lo = crf.read(k, "probs_low")[channels].astype(np.float32)
-            hi = crf.read(k, "probs_high")[channels].astype(np.float32)
+            lo = crf.read_present(k, "probs_low", background=True).astype(np.float32)
+            hi = crf.read_present(k, "probs_high", background=True).astype(np.float32)
             if resize:
                 lo, hi = resized_probs(lo, aff["crop_size"]), resized_probs(hi, aff["crop_size"])
             padded = (grids[k][0] * stride, grids[k][1] * stride)

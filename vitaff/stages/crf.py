@@ -3,8 +3,8 @@
 Per image of the shard: ``fg`` = low-alpha CRF argmax (its foreground is trusted; also the ``crf``
 baseline prediction), ``bg`` = high-alpha CRF argmax (its background is trusted), ``confident`` =
 fg classes where the low-alpha CRF says foreground, 0 where the high-alpha CRF says background,
-255 (neutral) elsewhere, and both probability stacks (21 channels at VOC indices, float16) for
-the affinity labels.
+255 (neutral) elsewhere, and both probability stacks (float16: channel 0 background, then the
+image's present classes in the order of ``classes``, zero padding after) for the affinity labels.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 from tqdm import tqdm
 
 from vitaff.crf import crf_confident_labels
-from vitaff.data.voc import NUM_CLASSES, load_image
+from vitaff.data.voc import load_image
 from vitaff.stages import _cli
-from vitaff.store import ImageShardReader, ImageShardWriter, writing_store
+from vitaff.store import ImageShardReader, ImageShardWriter, present_channels, writing_store
 
 CRF_KEYS = {"iterations": "n_iter", "gaussian_sxy": "gaussian_sxy", "gaussian_compat": "gaussian_compat",
             "bilateral_sxy": "bilateral_sxy", "bilateral_srgb": "bilateral_srgb", "bilateral_compat": "bilateral_compat"}
@@ -36,12 +36,6 @@ def confident_labels(fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
     return out
 
 
-def to_voc_channels(probs: np.ndarray, classes) -> np.ndarray:
-    full = np.zeros((NUM_CLASSES, *probs.shape[1:]), np.float16)
-    full[[0, *classes]] = probs
-    return full
-
-
 def main(args, params) -> None:
     crf = params["crf"]
     seeds = ImageShardReader(args.seeds)
@@ -49,19 +43,20 @@ def main(args, params) -> None:
     with writing_store(args.out) as group:
         writer = ImageShardWriter(group, seeds.ids, seeds.sizes, {
             "fg": (None, "uint8"), "bg": (None, "uint8"), "confident": (None, "uint8"),
-            "probs_low": (NUM_CLASSES, "float16"), "probs_high": (NUM_CLASSES, "float16"),
+            "probs_low": (present_channels(seeds.classes, background=True), "float16"),
+            "probs_high": (present_channels(seeds.classes, background=True), "float16"),
         }, classes=seeds.classes)
         for k, image_id in enumerate(tqdm(seeds.ids, desc=f"crf {Path(args.out).name}", mininterval=10)):
             image = load_image(voc / "JPEGImages" / f"{image_id}.jpg")
             classes = seeds.classes[k]
-            maps = seeds.read(k, "maps").astype(np.float32)
+            maps = seeds.read_present(k, "maps").astype(np.float32)
             fg, bg, probs_low, probs_high = crf_confident_labels(
                 image, maps, classes, crf["alpha_low"], crf["alpha_high"], **crf_kwargs(crf))
             writer.write(k, "fg", fg)
             writer.write(k, "bg", bg)
             writer.write(k, "confident", confident_labels(fg, bg))
-            writer.write(k, "probs_low", to_voc_channels(probs_low, classes))
-            writer.write(k, "probs_high", to_voc_channels(probs_high, classes))
+            writer.write(k, "probs_low", probs_low.astype(np.float16))
+            writer.write(k, "probs_high", probs_high.astype(np.float16))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from vitaff.data.classes import read_classes
 from vitaff.data.voc import VOCDataset
 from vitaff.stages import _cli
 from vitaff.store import write_csv
@@ -35,11 +36,12 @@ def build_index(dataset: VOCDataset) -> pd.DataFrame:
 
 def main(args, params) -> None:
     dataset = VOCDataset(params["root"], params["split"], params["label_source"], params["mask_dir"],
-                         params["aug_mask_dir"])
+                         params["aug_mask_dir"], read_classes(args.classes))
     write_csv(build_index(dataset), args.out)
 
 
 if __name__ == "__main__":
     p = _cli.parser(__doc__)
+    p.add_argument("--classes", required=True, help="results/data/classes.csv")
     p.add_argument("--out", required=True)
     _cli.run(main, p)

@@ -36,7 +36,7 @@ def main(args, params) -> None:
         for k, (image_id, (image,)) in enumerate(zip(tqdm(seeds.ids, desc=f"random walk {Path(args.out).name}",
                                                           mininterval=10), reader)):
             affinity = image_affinity(model, image, aff["radius"], device, resize_to=aff["crop_size"] if resized else None)
-            maps = seeds.read(k, "maps").astype(np.float32)
+            maps = seeds.read_present(k, "maps").astype(np.float32)
             labels = refine_seeds(maps, seeds.classes[k], affinity, stride=aff["feature_stride"], radius=aff["radius"],
                                   beta=rw["beta"], logt=rw["logt"], bg_power=rw["bg_power"], resized=resized,
                                   dtype=getattr(torch, rw["precision"]))

@@ -1,7 +1,9 @@
 """Rule ``seeds``: class-wise relevance seeds of one shard of a split -> zarr (+ PNG previews).
 
-Store layout: ``maps`` N x 20 x Hmax x Wmax float16 (class c at index c-1, zero for absent classes),
-``sizes`` N x 2, attributes ``ids`` and ``classes`` (VOC indices present per image).
+Store layout: ``maps`` N x K x Hmax x Wmax float16, image i's present classes at channels
+0..len(classes[i]) - 1 in the order of ``classes[i]`` (K: the most any image of the shard holds,
+zero padding after), ``sizes`` N x 2, attributes ``ids`` and ``classes`` (label indices present per
+image, :mod:`vitaff.data.classes`).
 """
 
 from __future__ import annotations
@@ -15,17 +17,16 @@ from tqdm import tqdm
 from vitaff.classifier import load_classifier
 from vitaff.config import resolve_device
 from vitaff.data.loading import image_batches, resolve_workers
-from vitaff.data.voc import NUM_FG_CLASSES
-from vitaff.seeds import class_seeds, release_large_blocks, seed_labels, to_full_stack
+from vitaff.seeds import class_seeds, release_large_blocks, seed_labels
 from vitaff.stages import _cli
 from vitaff.data.index import read_index
-from vitaff.store import ImageShardWriter, save_png, shard_slice, writing_store
+from vitaff.store import ImageShardWriter, present_channels, save_png, shard_slice, writing_store
 from vitaff.viz import blend_labels, overlay, panel_row
 
 
-def preview(image: np.ndarray, full: np.ndarray, classes, bg_threshold: float) -> Image.Image:
-    panels = [image, blend_labels(image, seed_labels(full, classes, bg_threshold))]
-    panels += [overlay(image, full[c - 1]) for c in classes]
+def preview(image: np.ndarray, maps: np.ndarray, classes, bg_threshold: float) -> Image.Image:
+    panels = [image, blend_labels(image, seed_labels(maps, classes, bg_threshold))]
+    panels += [overlay(image, m) for m in maps]
     return panel_row(panels, ["image", "seed argmax"] + [f"class {c}" for c in classes])
 
 
@@ -44,7 +45,7 @@ def main(args, params) -> None:
     preview_dir = Path(args.previews)
     preview_dir.mkdir(parents=True, exist_ok=True)
     with writing_store(args.out) as group:
-        writer = ImageShardWriter(group, ids, sizes, {"maps": (NUM_FG_CLASSES, "float16")}, classes=classes)
+        writer = ImageShardWriter(group, ids, sizes, {"maps": (present_channels(classes), "float16")}, classes=classes)
         paths = [voc / "JPEGImages" / f"{image_id}.jpg" for image_id in ids]
         reader = image_batches(paths, sp["batch_size"], resolve_workers(sp["workers"], args.threads, device))
         starts = range(0, len(ids), sp["batch_size"])
@@ -54,10 +55,10 @@ def main(args, params) -> None:
                                 method=sp["method"], start_layer=sp["start_layer"], flip=sp["flip"],
                                 cube_root=sp["cube_root"], precision=sp.get("precision", "fp32"))
             for k, image, maps in zip(batch, images, seeds):
-                full = to_full_stack(maps, classes[k])
-                writer.write(k, "maps", full.astype(np.float16))
+                maps = np.asarray(maps, dtype=np.float32)
+                writer.write(k, "maps", maps.astype(np.float16))
                 if ids[k] in preview_ids:
-                    save_png(preview(image, full, classes[k], sp["bg_threshold"]), preview_dir / f"{ids[k]}.png")
+                    save_png(preview(image, maps, classes[k], sp["bg_threshold"]), preview_dir / f"{ids[k]}.png")
 
 
 if __name__ == "__main__":

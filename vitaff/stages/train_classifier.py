@@ -15,6 +15,7 @@ from vitaff.config import resolve_device
 from vitaff.data.loading import resolve_workers
 from vitaff.stages import _cli
 from vitaff.training import resume_path
+from vitaff.data.classes import read_classes
 from vitaff.data.index import read_index
 from vitaff.store import write_csv
 
@@ -24,10 +25,13 @@ def main(args, params) -> None:
     device = resolve_device(params["device"])
     cls = params["classifier"]
     train_index, eval_index = read_index(args.train_index), read_index(args.eval_index)
+    num_fg = read_classes(args.classes).num_fg
     train_set = ClassificationSet(params["voc_root"], train_index["id"], train_index["labels"], cls["img_size"],
-                                  augment=True, color_jitter=cls["color_jitter"], part_hiding=cls["part_hiding"])
-    eval_set = ClassificationSet(params["voc_root"], eval_index["id"], eval_index["labels"], cls["img_size"])
-    model = build_classifier(cls)
+                                  augment=True, color_jitter=cls["color_jitter"], part_hiding=cls["part_hiding"],
+                                  num_fg=num_fg)
+    eval_set = ClassificationSet(params["voc_root"], eval_index["id"], eval_index["labels"], cls["img_size"],
+                                 num_fg=num_fg)
+    model = build_classifier(cls, num_fg)
     settings = TrainSettings(epochs=cls["epochs"], batch_size=cls["batch_size"], lr=cls["lr"], momentum=cls["momentum"],
                              weight_decay=cls["weight_decay"], poly_power=cls["poly_power"], seed=params["seed"],
                              optimizer=cls["optimizer"], workers=resolve_workers(cls["workers"], args.threads, device),
@@ -43,6 +47,7 @@ if __name__ == "__main__":
     p = _cli.parser(__doc__)
     p.add_argument("--train-index", required=True)
     p.add_argument("--eval-index", required=True)
+    p.add_argument("--classes", required=True, help="results/data/classes.csv")
     p.add_argument("--out", required=True)
     p.add_argument("--history", required=True)
     p.add_argument("--resume-dir", required=True)

@@ -17,6 +17,7 @@ from vitaff.config import resolve_device
 from vitaff.data.voc import VOCDataset
 from vitaff.segmentation import SegmentationTrainSet, build_network, save_segmentation_model, train_network
 from vitaff.stages import _cli
+from vitaff.data.classes import read_classes
 from vitaff.data.index import read_index
 from vitaff.store import write_csv
 from vitaff.training import resume_path
@@ -24,12 +25,13 @@ from vitaff.training import resume_path
 GROUND_TRUTH = "ground_truth"
 
 
-def label_paths(params: dict, split: str, ids, labels: str) -> list[Path]:
+def label_paths(params: dict, split: str, ids, labels: str, classes_path) -> list[Path]:
     """The label PNG of every id: ``labels/<id>.png`` (pseudo labels), or the split's ground truth."""
     if labels != GROUND_TRUTH:
         return [Path(labels) / f"{i}.png" for i in ids]
     data = params["dataset"]
-    voc = VOCDataset(params["voc_root"], split, data["label_source"], data["mask_dir"], data["aug_mask_dir"])
+    voc = VOCDataset(params["voc_root"], split, data["label_source"], data["mask_dir"], data["aug_mask_dir"],
+                     read_classes(classes_path))
     return [voc.mask_path(i) for i in ids]
 
 
@@ -38,8 +40,10 @@ def main(args, params) -> None:
     device = resolve_device(params["device"])
     seg = params["segmentation"]
     ids = list(read_index(args.index)["id"])
-    model = build_network(seg, classifier_path=args.classifier, classifier_model=params["classifier"]["model"])
-    dataset = SegmentationTrainSet(params["voc_root"], ids, label_paths(params, args.split, ids, args.labels),
+    classes = read_classes(args.classes)
+    model = build_network(seg, classifier_path=args.classifier, classifier_model=params["classifier"]["model"],
+                          num_labels=classes.num_labels)
+    dataset = SegmentationTrainSet(params["voc_root"], ids, label_paths(params, args.split, ids, args.labels, args.classes),
                                    seg["crop_size"], seg["scale_range"], seg["flip"], fill=model.mean.view(3).tolist())
     resume = resume_path(args.resume_dir, Path(args.out).stem, {**params, "labels": args.labels})
     history = train_network(model, dataset, iterations=seg["iterations"], batch_size=seg["batch_size"],
@@ -58,6 +62,7 @@ def main(args, params) -> None:
 if __name__ == "__main__":
     p = _cli.parser(__doc__)
     p.add_argument("--index", required=True, help="index CSV of the training split")
+    p.add_argument("--classes", required=True, help="results/data/classes.csv")
     p.add_argument("--split", required=True, help="name of the training split (its ground truth for --labels ground_truth)")
     p.add_argument("--labels", required=True, help=f"pseudo-label directory of the split, or {GROUND_TRUTH}")
     p.add_argument("--classifier", default=None, help="classifier checkpoint (network deeplabv3_classifier_stem)")

@@ -5,6 +5,7 @@ rule train_classifier:
     input:
         train=f"results/data/{TRAIN_SPLIT}.csv",
         eval=f"results/data/{EVAL_SPLIT}.csv",
+        classes=CLASSES,
     output:
         model="results/models/classifier.pt",
         history=report("results/models/classifier_log.csv", category="Training", caption="../report/classifier_log.rst"),
@@ -22,5 +23,5 @@ rule train_classifier:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.train_classifier --params {params.args:q} --threads {threads} --train-index {input.train}"
-        " --eval-index {input.eval} --out {output.model} --history {output.history}"
+        " --eval-index {input.eval} --classes {input.classes} --out {output.model} --history {output.history}"
         " --resume-dir results/checkpoints > {log} 2>&1"

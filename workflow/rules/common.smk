@@ -6,12 +6,29 @@ from snakemake.logging import logger
 from snakemake.utils import available_cpu_count
 
 from vitaff import codehash
-from vitaff.config import effective_config, to_json, uses_embedded_dataset, voc_root
+from vitaff.config import coco_view_dir, effective_config, to_json, uses_embedded_dataset, voc_root
 
 # The effective config: validated, defaults filled, `embedded` overrides applied for the generated set.
 CFG = effective_config(config)
 EMBEDDED = uses_embedded_dataset(CFG)
 VOC_ROOT = str(voc_root(CFG))
+COCO = CFG["dataset"]["format"] == "coco"
+COCO_VIEW_DIR = str(coco_view_dir(CFG))
+# The dataset's class list (vitaff.data.classes): every rule that counts or names classes reads it.
+CLASSES = "results/data/classes.csv"
+
+
+def miou_csv():
+    """The main job's score table: named after the benchmark when the class list is one (VOC's
+    classes keep results/voc_miou.csv), results/miou.csv for a dataset's own class list."""
+    if COCO:
+        return "results/coco_miou.csv"
+    if CFG["dataset"]["classes"] or (not EMBEDDED and os.path.isfile(os.path.join(VOC_ROOT, "classes.txt"))):
+        return "results/miou.csv"
+    return "results/voc_miou.csv"
+
+
+MIOU_CSV = miou_csv()
 SYNTH_DIR = CFG["synthetic"]["dir"]
 TRAIN_SPLIT = CFG["dataset"]["train_split"]
 EVAL_SPLIT = CFG["dataset"]["eval_split"]
@@ -72,8 +89,10 @@ def job_threads(side_by_side=1):
 
 
 def dataset_marker():
-    """The embedded dataset's completion file, or nothing for a real VOCdevkit."""
-    return [f"{VOC_ROOT}/synthetic.json"] if EMBEDDED else []
+    """The embedded dataset's completion file, the COCO view's, or nothing for a real VOCdevkit."""
+    if EMBEDDED:
+        return [f"{VOC_ROOT}/synthetic.json"]
+    return [f"{VOC_ROOT}/prepared.json"] if COCO else []
 
 
 def stage_params(*sections, **extra):

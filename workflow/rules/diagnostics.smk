@@ -28,6 +28,7 @@ rule seed_mass:
 rule walk_ceiling:
     input:
         **{key: paths for key, paths in score_inputs().items() if key.endswith(":seeds")},
+        classes=CLASSES,
     output:
         report("results/walk_ceiling.csv", category="Results", caption="../report/walk_ceiling.rst"),
     params:
@@ -44,7 +45,8 @@ rule walk_ceiling:
     conda:
         "../../envs/vitaff.yaml"
     shell:
-        "python -m vitaff.diagnostics.stages.walk_ceiling --params {params.args:q} --threads {threads} --inputs {params.inputs} --out {output} > {log} 2>&1"
+        "python -m vitaff.diagnostics.stages.walk_ceiling --params {params.args:q} --threads {threads} --inputs {params.inputs}"
+        " --classes {input.classes} --out {output} > {log} 2>&1"
 
 
 # Diagnostic (embedded dataset only: it needs the generator's part masks): AffinityNet's mean affinity

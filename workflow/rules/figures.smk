@@ -4,7 +4,7 @@
 rule figures:
     input:
         index=f"results/data/{EVAL_SPLIT}.csv",
-        score="results/voc_miou.csv",
+        score=MIOU_CSV,
         affinitynet="results/models/affinitynet.pt",
     output:
         report("results/figures/wsss_stages.png", category="Figures", caption="../report/wsss_stages.rst"),

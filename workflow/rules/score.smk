@@ -1,4 +1,6 @@
-# Paper step 7: mIoU of seeds, CRF baseline and random walk on the eval and train splits (SPEC 6).
+# Paper step 7: mIoU of seeds, CRF baseline and random walk on the eval and train splits (SPEC 6),
+# over the dataset's classes: results/voc_miou.csv on PASCAL VOC (and the embedded set),
+# results/coco_miou.csv on COCO, results/miou.csv on a VOC-layout set with its own classes.
 # The walk ceiling (the walk with ground-truth affinity, diagnostics.smk) has its own table,
 # results/walk_ceiling.csv (built by `all`): the main result does not wait for that diagnostic.
 rule score:
@@ -6,8 +8,9 @@ rule score:
         **{key: paths for key, paths in score_inputs().items() if not key.endswith(":random_walk")},
         **pseudo_label_dirs(),
         **scored_indexes(),
+        classes=CLASSES,
     output:
-        report("results/voc_miou.csv", category="Results", caption="../report/voc_miou.rst"),
+        report(MIOU_CSV, category="Results", caption="../report/voc_miou.rst"),
     params:
         args=stage_params("dataset", "seeds"),
         inputs=score_args,
@@ -23,4 +26,4 @@ rule score:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.score --params {params.args:q} --threads {threads} --inputs {params.inputs}"
-        " --indexes {params.indexes} --out {output} > {log} 2>&1"
+        " --indexes {params.indexes} --classes {input.classes} --out {output} > {log} 2>&1"

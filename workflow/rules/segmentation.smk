@@ -18,6 +18,7 @@ rule train_segmentation:
         index=f"results/data/{TRAIN_SPLIT}.csv",
         labels=lambda wc: [SEG_NETWORKS[wc.network]] if wc.network == "segmentation" else dataset_marker(),
         classifier=SEG_CLASSIFIER,
+        classes=CLASSES,
     output:
         model="results/models/{network}.pt",
         history=report("results/models/{network}_log.csv", category="Training", caption="../report/segmentation_log.rst"),
@@ -41,6 +42,7 @@ rule train_segmentation:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.train_segmentation --params {params.args:q} --threads {threads} --index {input.index}"
+        " --classes {input.classes}"
         " --split {params.split} --labels {params.labels} {params.classifier} --out {output.model}"
         " --history {output.history} --resume-dir results/checkpoints > {log} 2>&1"
 
@@ -50,6 +52,7 @@ rule segment:
         dataset_marker(),
         model="results/models/{network}.pt",
         index="results/data/{split}.csv",
+        classes=CLASSES,
     output:
         predictions=directory("results/{network}/{split}"),
         scores="results/{network}/{split}_miou.csv",
@@ -69,7 +72,7 @@ rule segment:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.segment --params {params.args:q} --threads {threads} --model {input.model}"
-        " --index {input.index} --split {wildcards.split} --out {output.predictions} --scores {output.scores} > {log} 2>&1"
+        " --index {input.index} --classes {input.classes} --split {wildcards.split} --out {output.predictions} --scores {output.scores} > {log} 2>&1"
 
 
 rule score_segmentation:
@@ -77,6 +80,7 @@ rule score_segmentation:
         index=f"results/data/{EVAL_SPLIT}.csv",
         pseudo_labels=f"results/pseudo_labels/{EVAL_SPLIT}",
         networks=expand("results/{network}/{split}_miou.csv", network=SEG_NETWORKS, split=EVAL_SPLIT),
+        classes=CLASSES,
     output:
         report("results/segmentation_miou.csv", category="Results", caption="../report/segmentation_miou.rst"),
     params:
@@ -90,4 +94,5 @@ rule score_segmentation:
         "../../envs/vitaff.yaml"
     shell:
         "python -m vitaff.stages.score_segmentation --params {params.args:q} --threads {threads} --index {input.index}"
+        " --classes {input.classes}"
         " --split {params.split} --pseudo-labels {input.pseudo_labels} --networks {input.networks} --out {output} > {log} 2>&1"

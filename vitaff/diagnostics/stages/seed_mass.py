@@ -33,7 +33,7 @@ def split_rows(split: str, seed_paths, crf_paths, voc_root: Path, mask_dir: str)
             if image_id in crf_where:
                 crf_reader, j = crf_where[image_id]
                 confident = crf_reader.read(j, "confident")
-            acc.update(gt, parts, reader.read(k, "maps").astype(np.float32), reader.classes[k], confident)
+            acc.update(gt, parts, reader.read_present(k, "maps").astype(np.float32), reader.classes[k], confident)
     return acc.rows(split)
 
 

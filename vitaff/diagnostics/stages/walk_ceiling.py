@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vitaff.data.voc import INSTANCE_DIR, NUM_CLASSES, load_mask
+from vitaff.data.classes import VOC, ClassList, read_classes
+from vitaff.data.voc import INSTANCE_DIR, load_mask
 from vitaff.errors import MissingFileError
 from vitaff.metrics import ConfusionAccumulator
 from vitaff.random_walk import refine_seeds
@@ -56,32 +57,33 @@ def best_bg_power(table: pd.DataFrame, split: str = "train", tolerance: float = 
     return float(near["bg_power"].iloc[0])
 
 
-def split_rows(split: str, seed_paths, voc_root: Path, mask_dir: str, params: dict) -> list[dict]:
+def split_rows(split: str, seed_paths, voc_root: Path, mask_dir: str, params: dict,
+               classes: ClassList = VOC) -> list[dict]:
     if not (voc_root / INSTANCE_DIR).is_dir():
         raise MissingFileError(f"{voc_root / INSTANCE_DIR} not found: the walk ceiling needs VOC's instance masks "
                                 "(SegmentationObject/, part of VOC2012 and of the embedded dataset)")
     aff, rw = params["affinity"], params["random_walk"]
     readers, _ = open_shards(seed_paths)
     powers = ceiling_powers(rw)
-    seeds, n = ConfusionAccumulator(NUM_CLASSES), 0
-    walked = {p: ConfusionAccumulator(NUM_CLASSES) for p in powers}
+    seeds, n = ConfusionAccumulator(classes.num_labels), 0
+    walked = {p: ConfusionAccumulator(classes.num_labels) for p in powers}
     for reader in readers:
         for k, image_id in enumerate(tqdm(reader.ids, desc=f"walk ceiling {split}", mininterval=10)):
             gt_path, inst_path = voc_root / mask_dir / f"{image_id}.png", voc_root / INSTANCE_DIR / f"{image_id}.png"
             if not (gt_path.is_file() and inst_path.is_file()):
                 continue
             size = reader.sizes[k]
-            gt = load_mask(gt_path, size)
-            maps, classes = reader.read(k, "maps").astype(np.float32), reader.classes[k]
-            ideal = instance_affinity(load_mask(inst_path, size), aff["feature_stride"], aff["radius"])
+            gt = load_mask(gt_path, size, classes.num_fg)
+            maps, classes = reader.read_present(k, "maps").astype(np.float32), reader.classes[k]
+            ideal = instance_affinity(load_mask(inst_path, size, num_fg=None), aff["feature_stride"], aff["radius"])
             seeds.update(gt, seed_labels(maps, classes, params["seeds"]["bg_threshold"]))
             for power, acc in walked.items():
                 acc.update(gt, refine_seeds(maps, classes, ideal, stride=aff["feature_stride"], radius=aff["radius"],
                                             beta=rw["beta"], logt=rw["logt"], bg_power=power))
             n += 1
-    rows = [{**score_row("seeds", split, seeds, n), "bg_power": np.nan, "used": False}]
+    rows = [{**score_row("seeds", split, seeds, n, classes.labels), "bg_power": np.nan, "used": False}]
     for power, acc in walked.items():
-        rows.append({**score_row("random_walk_gt_affinity", split, acc, n), "bg_power": power,
+        rows.append({**score_row("random_walk_gt_affinity", split, acc, n, classes.labels), "bg_power": power,
                      "used": power == float(rw["bg_power"])})
     return rows
 
@@ -90,7 +92,8 @@ def main(args, params) -> None:
     rows = []
     for split, stage, paths in parse_inputs(args.inputs):
         if stage == "seeds":
-            rows += split_rows(split, paths, Path(params["voc_root"]), params["dataset"]["mask_dir"], params)
+            rows += split_rows(split, paths, Path(params["voc_root"]), params["dataset"]["mask_dir"], params,
+                               read_classes(args.classes))
     write_csv(pd.DataFrame(rows).round(2), args.out)
 
 
@@ -99,4 +102,5 @@ if __name__ == "__main__":
         print(f"{best_bg_power(pd.read_csv(sys.argv[2])):g}")
         sys.exit(0)
     p = _cli.split_stores_parser(__doc__)
+    p.add_argument("--classes", required=True, help="results/data/classes.csv")
     _cli.run(main, p)
