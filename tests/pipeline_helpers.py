@@ -91,3 +91,30 @@ def read_miou(path: Path):
     assert frame["mIoU"].between(0, 100).all()
     assert dict(zip(frame["split"], frame["n_images"])) == {"train": 24, "val": 12}
     return frame
+
+
+def generate_small_set(root: Path, *, classes: tuple[str, ...] | None = None, n_train: int = 24, n_val: int = 12) -> Path:
+    """A small embedded-generator set (VOC layout, no part masks) under ``root``; its VOC2012 dir."""
+    from vitaff.data.synthetic import SyntheticConfig, generate_voc
+
+    knobs = {"n_train": n_train, "n_val": n_val, "write_parts": False, **({"classes": classes} if classes else {})}
+    generate_voc(root, SyntheticConfig.from_dict({**SyntheticConfig().to_dict(), **knobs}))
+    return root / "VOCdevkit" / "VOC2012"
+
+
+def write_dataset_config(workdir: Path, dataset: dict) -> Path:
+    """The tiny config on a dataset of its own (``dataset.root`` set): the embedded set's small
+    models and constants apply at the top level (they are applied only to the embedded set
+    otherwise), without the generator-only part hiding and the ground-truth reference network."""
+    from vitaff.config import deep_update
+
+    path = write_tiny_config(workdir)
+    cfg = yaml.safe_load(path.read_text())
+    embedded = cfg["embedded"]
+    for section in ("classifier", "seeds", "crf", "affinity", "random_walk", "segmentation"):
+        deep_update(cfg[section], embedded.get(section, {}))
+    cfg["classifier"]["part_hiding"] = 0.0
+    cfg["segmentation"]["gt_reference"] = False
+    cfg["dataset"].update({"label_source": "annotations", **dataset})
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
