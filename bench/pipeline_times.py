@@ -23,8 +23,8 @@ from pathlib import Path
 
 # The rules of the main job (`snakemake results/voc_miou.csv`); tests/test_bench.py checks this
 # against a dry run, so a rule added to the main job fails that test until it is listed here.
-MAIN_JOB_RULES = ("make_synthetic_dataset", "dataset_index", "train_classifier", "seeds", "crf", "affinity_labels",
-                  "train_affinitynet", "random_walk", "pseudo_labels", "score")
+MAIN_JOB_RULES = ("make_synthetic_dataset", "dataset_classes", "dataset_index", "train_classifier", "seeds", "crf",
+                  "affinity_labels", "train_affinitynet", "random_walk", "pseudo_labels", "score")
 
 
 @dataclass

@@ -72,6 +72,8 @@ rule dataset_classes:
     threads: 1
     log:
         "results/logs/dataset_classes.log",
+    benchmark:
+        "results/benchmarks/dataset_classes.tsv"
     conda:
         "../../envs/vitaff.yaml"
     shell:
