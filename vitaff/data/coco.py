@@ -255,17 +255,18 @@ def _render_rows(job) -> list[tuple[str, list[int]]]:
     """Worker: masks + XML of some rows of one split (module-level so a process pool can run it)."""
     from PIL import Image
 
+    from vitaff.data.voc import voc_colormap
+
     index_path, rows, out = job
     index = _worker_index(index_path)
     out = Path(out)
+    palette = voc_colormap().reshape(-1).tolist()
     done = []
     for k in rows:
         stem = Path(index.file_names[k]).stem
         mask = render_mask(index, k)
         image = Image.fromarray(mask, mode="P")
-        from vitaff.data.voc import voc_colormap
-
-        image.putpalette(voc_colormap().reshape(-1).tolist())
+        image.putpalette(palette)
         image.save(out / "SegmentationClass" / f"{stem}.png", format="PNG")
         labels = sorted({int(c) for c in index.ann_category[index.annotations(k)]})
         done.append((stem, labels))
