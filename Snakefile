@@ -41,6 +41,7 @@ include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/explain_eval.smk"
 include: "workflow/rules/diagnostics.smk"
+include: "workflow/rules/methods.smk"
 
 
 rule all:
@@ -55,3 +56,7 @@ rule all:
         "results/walk_ceiling.csv",
         # step 3: a segmentation network trained on the pseudo labels, scored on the eval split
         "results/segmentation_miou.csv",
+        # SPEC 8: every seed source through the same refinement, and the background-threshold curve
+        "results/seed_methods.csv",
+        "results/figures/seed_methods.png",
+        "results/seed_threshold_curve.csv",
