@@ -227,7 +227,7 @@ rule seed_methods_figure:
     output:
         report("results/figures/seed_methods.png", category="Figures", caption="../report/seed_methods_figure.rst"),
     params:
-        args=stage_params("seeds", "seed_methods"),
+        args=stage_params("dataset", "seeds", "seed_methods"),
         stores=lambda wildcards: " ".join(
             f"{m}:" + ",".join(f"{method_dir(m, 'seeds')}/{EVAL_SPLIT}/shard_{s}.zarr" for s in SHARDS)
             for m in SEED_METHODS),
