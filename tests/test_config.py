@@ -109,7 +109,7 @@ STUDY = {
 }
 PSA = {
     "dataset.train_split": "train_aug", "dataset.label_source": "annotations",
-    "seeds.cube_root": False, "seeds.bg_threshold": 0.2, "crf.alpha_low": 4, "crf.alpha_high": 32,
+    "seeds.cube_root": False, "seeds.bg_threshold": 0.2, "seeds.scales": [1.0, 0.5, 1.5, 2.0], "crf.alpha_low": 4, "crf.alpha_high": 32,
     "affinity.input": "crop", "affinity.crop_size": 448, "affinity.epochs": 8, "affinity.lr": 1.0,
     "affinity.backbone_lr_mult": 0.1, "affinity.weight_decay": 0.0005,
     "random_walk.beta": 8, "random_walk.logt": 8, "random_walk.bg_power": 16, "random_walk.precision": "float32",

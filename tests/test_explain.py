@@ -443,7 +443,7 @@ def test_frozen_model_and_mode_restored():
     assert maps.abs().sum() > 0
 
 
-def test_hybrid_explain_and_no_pixel_lrp():
+def test_hybrid_explain_and_token_level_lrp():
     torch.manual_seed(4)
     model = create_model("vit_hybrid_synth", num_classes=4, img_size=64, depth=2).eval()
     x = torch.randn(2, 3, 64, 64)
@@ -452,8 +452,17 @@ def test_hybrid_explain_and_no_pixel_lrp():
         assert v.shape == (2, 8, 8)
     per_class = explain_classes(model, x, [[0, 1], [2]])
     torch.testing.assert_close(per_class[0][0], maps["transformer_attribution"][0], rtol=1e-4, atol=1e-7)
+    # the CNN stem has no rules: full LRP ends at the patch tokens, one value per token
+    from vitaff.models.relevance import ORIG, add_relprop
+
+    lrp = explain(model, x, [0, 3], method="lrp")
+    assert lrp.shape == (2, 8, 8) and torch.isfinite(lrp).all()
+    logits, rec = model.forward_trace(x)
+    tokens = model.relprop(rec, torch.nn.functional.one_hot(torch.tensor([0, 3]), 4).float(), ORIG).tokens
+    r_tok, _ = add_relprop(rec["tokens"], rec["pos"], tokens, ORIG)
+    torch.testing.assert_close(lrp, r_tok[:, 1:].sum(-1).reshape(2, 8, 8).detach(), rtol=1e-4, atol=1e-7)
     with pytest.raises(ValueError, match="relevance stops at the tokens"):
-        explain(model, x, method="lrp")
+        model.relprop(rec, torch.ones(2, 4), ORIG, to_pixels=True)
 
 
 def test_unknown_method_lists_valid_ones(pair64, batch64):

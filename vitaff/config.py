@@ -19,7 +19,7 @@ from vitaff.errors import VitaffError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-EMBEDDED_SECTIONS = ("dataset", "classifier", "seeds", "crf", "affinity", "random_walk", "segmentation")
+EMBEDDED_SECTIONS = ("dataset", "classifier", "cam", "seeds", "crf", "affinity", "random_walk", "segmentation")
 
 
 class ConfigError(VitaffError, ValueError):

@@ -9,7 +9,8 @@ Chefer, Gur & Wolf, "Transformer Interpretability Beyond Attention Visualization
 * ``raw_attention`` -- ``E_h A_L`` of the last block, CLS row;
 * ``attn_gradcam`` -- Grad-CAM on the last block's attention (Selvaraju et al. 2017);
 * ``partial_lrp`` -- Voita et al. 2019: ``E_h (R^{A_L})+`` under plain LRP ("orig" rules);
-* ``lrp`` -- plain LRP (Binder et al. 2016) all the way to the pixels (z^B rule at the input).
+* ``lrp`` -- plain LRP (Binder et al. 2016) all the way to the pixels (z^B rule at the input); on a
+  hybrid, whose CNN stem has no rules, to the patch tokens (their relevance summed over channels).
 
 Ablations of Chefer et al. Table 3 (extra method names): ``ta_no_grad`` (``E_h (R^{A_b})+``
 rolled out like ``transformer_attribution``), ``ta_last_block`` (``E_h (grad A * R^A)+`` of the
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from vitaff.errors import VitaffError
-from vitaff.models.relevance import ORIG, OURS, ProductCache, Record
+from vitaff.models.relevance import ORIG, OURS, ProductCache, Record, add_relprop
 from vitaff.models.vit import VisionTransformer
 
 __all__ = [
@@ -182,7 +183,8 @@ class _Session:
                                  cache=self.cache)
         if needs.orig or needs.pixels:
             orig = model.relprop(self.rec, one_hot, ORIG, keep_attn=needs.orig,
-                                 stop_block=min(needs.orig) if needs.orig else None, to_pixels=needs.pixels,
+                                 stop_block=min(needs.orig) if needs.orig else None,
+                                 to_pixels=needs.pixels and _has_pixel_rules(model),
                                  cache=self.cache)
         with torch.no_grad():
             return {m: self._method(m, grads, ours, orig) for m in self.methods}
@@ -231,8 +233,18 @@ class _Session:
         if method == "partial_lrp":
             return self._grid(orig.attn[depth - 1].clamp(min=0).mean(1)[:, 0, 1:])
         if method == "lrp":
-            return orig.pixels
+            if orig.pixels is not None:
+                return orig.pixels
+            # a hybrid's CNN stem has no relevance rules: the pass ends at the patch tokens, whose
+            # relevance (without the position embedding's share, summed over channels) is the map
+            r_tok, _ = add_relprop(self.rec["tokens"], self.rec["pos"], orig.tokens, ORIG)
+            return self._grid(r_tok[:, 1:].sum(-1))
         raise UnknownMethodError(method)  # pragma: no cover - guarded by _needs
+
+
+def _has_pixel_rules(model: VisionTransformer) -> bool:
+    """Whether the relevance pass reaches the pixels (a plain ViT's patch embedding has rules)."""
+    return hasattr(model.patch_embed, "relprop")
 
 
 def _roll(mats: list[torch.Tensor], residual: bool = True) -> torch.Tensor:
@@ -502,7 +514,7 @@ def _token_grid(model: VisionTransformer, images: torch.Tensor) -> tuple[int, in
 
 
 def _map_shape(session: _Session, method: str) -> tuple[int, int]:
-    if method == "lrp":
+    if method == "lrp" and _has_pixel_rules(session.model):
         return tuple(session.rec["patch_embed"]["x"].shape[-2:])
     return tuple(session.rec["grid"])
 

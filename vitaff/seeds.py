@@ -12,6 +12,7 @@ One forward per batch, then one gradient and relevance sweep per class rank
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import numpy as np
@@ -63,38 +64,75 @@ def seed_chain(grid: torch.Tensor, input_size: tuple[int, int], image_size: tupl
 
 def class_seeds(model: torch.nn.Module, images: Sequence[np.ndarray], classes: Sequence[Sequence[int]], img_size: int,
                 device, *, method: str = "transformer_attribution", start_layer: int = 1, flip: bool = True,
-                cube_root: bool = False, precision: str = "fp32") -> list[torch.Tensor]:
+                cube_root: bool = False, precision: str = "fp32", scales: Sequence[float] = (1.0,)) -> list[torch.Tensor]:
     """Seeds for a batch: per image a len(classes_i) x H_i x W_i float tensor in [0, 1] (CPU).
 
     ``classes`` are VOC indices (1..20); the classifier's outputs are indexed by class - 1.
     ``precision``: ``"fp32"``, or ``"bf16"`` for the forward, gradient and relevance passes under
     ``torch.autocast`` (the post-processing runs in fp32).
+    ``scales``: the network input is ``img_size x scale`` (a multiple of the token stride) per
+    scale, with the position embedding resampled to that grid (timm's ``resample_abs_pos_embed``,
+    SPEC 8); every pass (scale, and flip) goes through :func:`seed_chain` and the passes are
+    averaged. Scales run one after the other: memory is that of the largest scale's batch.
+    ``scales=(1.0,)`` is the study's single-scale seed, bit for bit.
     """
+    from vitaff.cam import scaled_size
     from vitaff.explain import explain_classes
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not scales:
+        raise ValueError("scales must name at least one scale (1.0: the study's)")
     device = torch.device(device)
-    x = torch.stack([normalise(resize(to_tensor(im), img_size)) for im in images]).to(device)
+    stride = token_stride(model) if any(scale != 1.0 for scale in scales) else 1
     targets = [[int(c) - 1 for c in cls] for cls in classes]
     if flip:
-        x = torch.cat([x, x.flip(-1)])
         targets = targets + targets
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        grids = explain_classes(model, x, targets, method=method, start_layer=start_layer)
-    input_size = tuple(x.shape[-2:])
-    out = []
-    for i, (image, cls) in enumerate(zip(images, classes)):
-        size = tuple(image.shape[:2])
-        if len(cls) == 0:
-            out.append(torch.zeros(0, *size))
-            continue
-        maps = seed_chain(grids[i], input_size, size, cube_root)
+    totals: list[torch.Tensor | None] = [None] * len(images)
+    for scale in scales:
+        size = scaled_size(img_size, scale, stride)
+        x = torch.stack([normalise(resize(to_tensor(im), size)) for im in images]).to(device)
         if flip:
-            flipped = seed_chain(grids[i + len(images)], input_size, size, cube_root)
-            maps = (maps + flipped.flip(-1)) / 2
-        out.append(maps.cpu())
-    return out
+            x = torch.cat([x, x.flip(-1)])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), \
+                resampled_position_embedding(model, size != img_size):
+            grids = explain_classes(model, x, targets, method=method, start_layer=start_layer)
+        input_size = tuple(x.shape[-2:])
+        del x
+        for i, (image, cls) in enumerate(zip(images, classes)):
+            if len(cls) == 0:
+                continue
+            size_hw = tuple(image.shape[:2])
+            maps = seed_chain(grids[i], input_size, size_hw, cube_root)
+            if flip:
+                maps = maps + seed_chain(grids[i + len(images)], input_size, size_hw, cube_root).flip(-1)
+            totals[i] = maps if totals[i] is None else totals[i] + maps
+        del grids
+    passes = len(scales) * (2 if flip else 1)
+    return [torch.zeros(0, *image.shape[:2]) if total is None else (total / passes).cpu()
+            for total, image in zip(totals, images)]
+
+
+@contextlib.contextmanager
+def resampled_position_embedding(model: torch.nn.Module, enabled: bool):
+    """Let the ViT take another input size for the duration: its position embedding is then resampled
+    to the input's token grid on every forward (timm's ``resample_abs_pos_embed``, bicubic; see
+    :meth:`vitaff.models.vit.VisionTransformer._pos_embed`)."""
+    if not enabled:
+        yield
+        return
+    before = model.dynamic_img_size
+    model.dynamic_img_size = True
+    try:
+        yield
+    finally:
+        model.dynamic_img_size = before
+
+
+def token_stride(model: torch.nn.Module) -> int:
+    """Pixels per token of a ViT (the patch size) or a hybrid (its CNN stem's reduction)."""
+    pe = model.patch_embed
+    return int(getattr(pe, "reduction", None) or pe.patch_size[0])
 
 
 def to_full_stack(maps: torch.Tensor | np.ndarray, classes: Sequence[int], num_fg: int = NUM_FG_CLASSES) -> np.ndarray:

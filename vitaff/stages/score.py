@@ -1,7 +1,8 @@
 """Rule ``score``: mIoU over the dataset's classes of every stage's labels on every scored split (paper step 7, SPEC 6).
 
 Stages: ``seeds`` (argmax over [bg_threshold, M_c]), ``crf`` (low-alpha dense CRF argmax, the CRF
-baseline), ``random_walk`` (AffinityNet refinement, read from the pseudo-label PNGs users train on).
+baseline), ``random_walk`` (AffinityNet refinement, read from the pseudo-label PNGs users train on,
+or from the walk's stores when given those: the per-method tables of ``results/seed_methods.csv``).
 The eval split is the study's Table 4; the train-score split is the pseudo-label quality that psa
 reports (the 1,464 train ids with the official masks, read from the train_aug stores on the real
 run). One row per (stage, split), one column per class plus mIoU, all in percent. Confusion
@@ -40,8 +41,9 @@ def stage_prediction(stage: str, reader, k: int, bg_threshold: float) -> np.ndar
 
 
 def _predictions(stage: str, paths, ids: list[str], bg_threshold: float, num_fg: int | None = None):
-    """(id, size, prediction) for ``ids`` from a stage's shard stores or, for ``random_walk``, PNGs."""
-    if stage == "random_walk":
+    """(id, size, prediction) for ``ids`` from a stage's shard stores or, for ``random_walk``, a
+    pseudo-label PNG directory (the main job) or the walk's own stores (``results/seed_methods.csv``)."""
+    if stage == "random_walk" and not str(paths[0]).endswith(".zarr"):
         directory = Path(paths[0])
         for image_id in ids:
             labels = load_mask(directory / f"{image_id}.png", num_fg=num_fg)

@@ -1,4 +1,8 @@
-"""Rule ``seeds``: class-wise relevance seeds of one shard of a split -> zarr (+ PNG previews).
+"""Rule ``seeds``: class-wise seeds of one shard of a split -> zarr (+ PNG previews).
+
+``seeds.method``: one of the ViT explanation methods (:data:`vitaff.explain.METHODS`, the
+classifier's maps through :func:`vitaff.seeds.class_seeds`) or ``cam`` (the CNN baseline's class
+activation maps, :func:`vitaff.cam.cam_seeds`; ``--classifier`` is then the CAM network).
 
 Store layout: ``maps`` N x K x Hmax x Wmax float16, image i's present classes at channels
 0..len(classes[i]) - 1 in the order of ``classes[i]`` (K: the most any image of the shard holds,
@@ -14,6 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from vitaff.cam import cam_seeds, load_cam
 from vitaff.classifier import load_classifier
 from vitaff.config import resolve_device
 from vitaff.data.loading import image_batches, resolve_workers
@@ -38,7 +43,10 @@ def main(args, params) -> None:
     index = read_index(args.index).set_index("id")
     ids = shard_slice(index.index, args.shard, args.shards)
     preview_ids = set(sorted(index.index)[: sp["previews"]])
-    model = load_classifier(args.classifier, device)
+    if sp["method"] == "cam":
+        model = load_cam(args.classifier, device)
+    else:
+        model = load_classifier(args.classifier, device)
     voc = Path(params["voc_root"])
     sizes = [(index.at[i, "height"], index.at[i, "width"]) for i in ids]
     classes = [index.at[i, "labels"] for i in ids]
@@ -51,9 +59,14 @@ def main(args, params) -> None:
         starts = range(0, len(ids), sp["batch_size"])
         for start, images in zip(tqdm(starts, desc=f"seeds shard {args.shard}", mininterval=10), reader):
             batch = list(range(start, min(start + sp["batch_size"], len(ids))))
-            seeds = class_seeds(model, images, [classes[k] for k in batch], model.img_size, device,
-                                method=sp["method"], start_layer=sp["start_layer"], flip=sp["flip"],
-                                cube_root=sp["cube_root"], precision=sp.get("precision", "fp32"))
+            if sp["method"] == "cam":
+                seeds = cam_seeds(model, images, [classes[k] for k in batch], model.img_size, device,
+                                  scales=sp["scales"], flip=sp["flip"])
+            else:
+                seeds = class_seeds(model, images, [classes[k] for k in batch], model.img_size, device,
+                                    method=sp["method"], start_layer=sp["start_layer"], flip=sp["flip"],
+                                    cube_root=sp["cube_root"], precision=sp.get("precision", "fp32"),
+                                    scales=sp["scales"])
             for k, image, maps in zip(batch, images, seeds):
                 maps = np.asarray(maps, dtype=np.float32)
                 writer.write(k, "maps", maps.astype(np.float16))
