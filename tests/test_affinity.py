@@ -157,6 +157,22 @@ def test_affinity_label_map_conventions():
     assert (padded[2] == IGNORE).all() and (padded[:, 3] == IGNORE).all()
 
 
+def test_cell_means_average_the_pixels_inside_the_image():
+    """Cells cut by the image border average their inside pixels only; empty cells are flagged."""
+    from vitaff.affinity import _cell_means
+
+    probs = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)
+    means, inside = _cell_means(probs, 2, (3, 3))
+    assert means.dtype == np.float64 and means.shape == (2, 3, 3)
+    for k in range(2):
+        for cy in range(2):
+            for cx in range(3):
+                block = probs[k, 2 * cy : 2 * cy + 2, 2 * cx : 2 * cx + 2]
+                assert means[k, cy, cx] == pytest.approx(block.mean()), (k, cy, cx)
+    np.testing.assert_array_equal(means[:, 2], 0)
+    np.testing.assert_array_equal(inside, [[True] * 3, [True] * 3, [False] * 3])
+
+
 def test_affinity_label_map_rejects_bad_shapes():
     with pytest.raises(ValueError):
         affinity_label_map(np.zeros((3, 4, 4)), np.zeros((3, 4, 5)), [1, 2], 2)
