@@ -173,6 +173,18 @@ def test_cell_means_average_the_pixels_inside_the_image():
     np.testing.assert_array_equal(inside, [[True] * 3, [True] * 3, [False] * 3])
 
 
+def test_affinity_label_map_default_stride_and_exact_padding():
+    """The default stride is the feature stride 8; a padded size equal to the image is allowed and
+    changes nothing."""
+    rng = np.random.default_rng(5)
+    lo = rng.random((3, 17, 24)).astype(np.float32)
+    hi = rng.random((3, 17, 24)).astype(np.float32)
+    label = affinity_label_map(lo, hi, [2, 9])
+    assert label.shape == (3, 3)
+    np.testing.assert_array_equal(label, affinity_label_map(lo, hi, [2, 9], 8))
+    np.testing.assert_array_equal(affinity_label_map(lo, hi, [2, 9], 8, padded_size=(17, 24)), label)
+
+
 def test_affinity_label_map_rejects_bad_shapes():
     with pytest.raises(ValueError):
         affinity_label_map(np.zeros((3, 4, 4)), np.zeros((3, 4, 5)), [1, 2], 2)
