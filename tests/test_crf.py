@@ -125,6 +125,8 @@ def test_select_present_maps_checks_and_messages():
     with pytest.raises(ValueError, match=r"class_maps has 3 channels; expected len\(present_classes\) = 2 "
                                          r"\(present classes only\) or 20 \(all VOC foreground classes\)"):
         select_present_maps(full[:3], [1, 2])
+    with pytest.raises(ValueError, match=r"class_maps has 5 channels"):  # the channel count, not the height
+        select_present_maps(full[:5], [1, 2])
 
 
 def test_crf_probabilities_passes_its_parameters_and_skips_an_empty_image(monkeypatch):
