@@ -185,6 +185,24 @@ def test_affinity_label_map_default_stride_and_exact_padding():
     np.testing.assert_array_equal(affinity_label_map(lo, hi, [2, 9], 8, padded_size=(17, 24)), label)
 
 
+def test_radius_one_has_no_pairs_and_tensors_with_gradients_are_read():
+    """Radius 1 forms no pair: empty bool masks under the usual keys and no affinities; CRF stacks
+    that carry gradients are read like arrays."""
+    from vitaff.affinity import pairwise_affinity
+
+    pairs = extract_pairs(np.zeros((2, 3, 4), np.uint8), radius=1)
+    assert sorted(pairs) == ["bg_pos", "fg_pos", "neg"]
+    for mask in pairs.values():
+        assert mask.dtype == torch.bool and mask.shape == (2, 0, 3, 4)
+    assert pairwise_affinity(torch.rand(2, 5, 3, 4), radius=1).shape == (2, 0, 3, 4)
+    rng = np.random.default_rng(6)
+    lo = rng.random((2, 9, 10)).astype(np.float32)
+    hi = rng.random((2, 9, 10)).astype(np.float32)
+    want = affinity_label_map(lo, hi, [4], 4)
+    got = affinity_label_map(torch.tensor(lo, requires_grad=True), torch.tensor(hi, requires_grad=True), [4], 4)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_affinity_label_map_rejects_bad_shapes():
     with pytest.raises(ValueError):
         affinity_label_map(np.zeros((3, 4, 4)), np.zeros((3, 4, 5)), [1, 2], 2)

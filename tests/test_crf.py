@@ -19,6 +19,7 @@ def test_background_map_values_and_fixed_points():
     np.testing.assert_allclose(background_map(maps, 4), [[0.8**4, 0.5**4]], rtol=1e-6)
     assert background_map(np.zeros((0, 3, 4)), 32).shape == (3, 4)
     assert (background_map(np.zeros((0, 3, 4)), 32) == 1).all()
+    assert background_map(np.zeros((0, 3, 4)), 32).dtype == np.float32
     # SPEC: foreground wins without CRF above m* = 0.276 (alpha 4) and 0.077 (alpha 32)
     for alpha, m_star in [(4, 0.276), (32, 0.077)]:
         assert background_map(np.full((1, 1, 1), m_star - 0.002), alpha)[0, 0] > m_star - 0.002
@@ -244,7 +245,7 @@ def test_dense_crf_zero_probabilities_and_torch_inputs():
     assert np.isfinite(got).all()
     np.testing.assert_array_equal(got, dense_crf(image, np.clip(stack, 1e-5, 1.0), n_iter=3))
     np.testing.assert_array_equal(dense_crf(torch.from_numpy(image), torch.from_numpy(stack), n_iter=3), got)
-    maps = torch.from_numpy(probs)
+    maps = torch.tensor(probs, requires_grad=True)  # read through detach()
     np.testing.assert_array_equal(background_map(maps, 4), background_map(probs, 4))
     np.testing.assert_array_equal(select_present_maps(maps, [5]), probs)
 
