@@ -174,3 +174,5 @@ def test_seed_score_grid_default_stride_and_score_shape_message():
     torch.testing.assert_close(grid, seed_score_grid(maps, [3], (3, 3), 8))
     with pytest.raises(ValueError, match=r"scores must be 21 x h x w, got shape \(20, 3, 4\)"):
         scores_to_labels(torch.zeros(20, 3, 4), [1], (20, 30))
+    with pytest.raises(ValueError, match=r"^n_steps must be >= 0$"):
+        random_walk(torch.zeros(1, len(pair_offsets(5)), 3, 4), torch.zeros(1, 21, 3, 4), n_steps=-1)
