@@ -190,6 +190,8 @@ def test_radius_one_has_no_pairs_and_tensors_with_gradients_are_read():
     that carry gradients are read like arrays."""
     from vitaff.affinity import pairwise_affinity
 
+    with pytest.raises(ValueError, match=r"radius must be >= 1, got 0"):
+        pair_offsets(0)
     pairs = extract_pairs(np.zeros((2, 3, 4), np.uint8), radius=1)
     assert sorted(pairs) == ["bg_pos", "fg_pos", "neg"]
     for mask in pairs.values():
