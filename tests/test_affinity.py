@@ -157,6 +157,54 @@ def test_affinity_label_map_conventions():
     assert (padded[2] == IGNORE).all() and (padded[:, 3] == IGNORE).all()
 
 
+def test_cell_means_average_the_pixels_inside_the_image():
+    """Cells cut by the image border average their inside pixels only; empty cells are flagged."""
+    from vitaff.affinity import _cell_means
+
+    probs = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)
+    means, inside = _cell_means(probs, 2, (3, 3))
+    assert means.dtype == np.float64 and means.shape == (2, 3, 3)
+    for k in range(2):
+        for cy in range(2):
+            for cx in range(3):
+                block = probs[k, 2 * cy : 2 * cy + 2, 2 * cx : 2 * cx + 2]
+                assert means[k, cy, cx] == pytest.approx(block.mean()), (k, cy, cx)
+    np.testing.assert_array_equal(means[:, 2], 0)
+    np.testing.assert_array_equal(inside, [[True] * 3, [True] * 3, [False] * 3])
+
+
+def test_affinity_label_map_default_stride_and_exact_padding():
+    """The default stride is the feature stride 8; a padded size equal to the image is allowed and
+    changes nothing."""
+    rng = np.random.default_rng(5)
+    lo = rng.random((3, 17, 24)).astype(np.float32)
+    hi = rng.random((3, 17, 24)).astype(np.float32)
+    label = affinity_label_map(lo, hi, [2, 9])
+    assert label.shape == (3, 3)
+    np.testing.assert_array_equal(label, affinity_label_map(lo, hi, [2, 9], 8))
+    np.testing.assert_array_equal(affinity_label_map(lo, hi, [2, 9], 8, padded_size=(17, 24)), label)
+
+
+def test_radius_one_has_no_pairs_and_tensors_with_gradients_are_read():
+    """Radius 1 forms no pair: empty bool masks under the usual keys and no affinities; CRF stacks
+    that carry gradients are read like arrays."""
+    from vitaff.affinity import pairwise_affinity
+
+    with pytest.raises(ValueError, match=r"radius must be >= 1, got 0"):
+        pair_offsets(0)
+    pairs = extract_pairs(np.zeros((2, 3, 4), np.uint8), radius=1)
+    assert sorted(pairs) == ["bg_pos", "fg_pos", "neg"]
+    for mask in pairs.values():
+        assert mask.dtype == torch.bool and mask.shape == (2, 0, 3, 4)
+    assert pairwise_affinity(torch.rand(2, 5, 3, 4), radius=1).shape == (2, 0, 3, 4)
+    rng = np.random.default_rng(6)
+    lo = rng.random((2, 9, 10)).astype(np.float32)
+    hi = rng.random((2, 9, 10)).astype(np.float32)
+    want = affinity_label_map(lo, hi, [4], 4)
+    got = affinity_label_map(torch.tensor(lo, requires_grad=True), torch.tensor(hi, requires_grad=True), [4], 4)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_affinity_label_map_rejects_bad_shapes():
     with pytest.raises(ValueError):
         affinity_label_map(np.zeros((3, 4, 4)), np.zeros((3, 4, 5)), [1, 2], 2)

@@ -19,6 +19,7 @@ def test_background_map_values_and_fixed_points():
     np.testing.assert_allclose(background_map(maps, 4), [[0.8**4, 0.5**4]], rtol=1e-6)
     assert background_map(np.zeros((0, 3, 4)), 32).shape == (3, 4)
     assert (background_map(np.zeros((0, 3, 4)), 32) == 1).all()
+    assert background_map(np.zeros((0, 3, 4)), 32).dtype == np.float32
     # SPEC: foreground wins without CRF above m* = 0.276 (alpha 4) and 0.077 (alpha 32)
     for alpha, m_star in [(4, 0.276), (32, 0.077)]:
         assert background_map(np.full((1, 1, 1), m_star - 0.002), alpha)[0, 0] > m_star - 0.002
@@ -129,6 +130,8 @@ def test_select_present_maps_checks_and_messages():
     with pytest.raises(ValueError, match=r"class_maps has 3 channels; expected len\(present_classes\) = 2 "
                                          r"\(present classes only\) or a full stack of at least 5"):
         select_present_maps(full[:3], [1, 5])
+    with pytest.raises(ValueError, match=r"class_maps has 5 channels"):  # the channel count, not the height
+        select_present_maps(full[:5], [1, 7])
 
 
 def test_crf_probabilities_passes_its_parameters_and_skips_an_empty_image(monkeypatch):
@@ -200,3 +203,61 @@ def test_dense_crf_input_checks():
         dense_crf(img, probs[:0])
     with pytest.raises(ValueError, match=r"image is 6x7 but probs are 6x5"):
         dense_crf(img, probs[:, :, :5])
+
+
+def test_default_constants_act_as_the_explicit_ones():
+    """Called without them, dense_crf and the label functions compute exactly what the explicit
+    study constants give (the signature alone is not enough: a changed default in the body would
+    not show in it), and each constant changes the result, so a different default would show."""
+    from vitaff.crf import CRF_DEFAULTS, crf_probabilities
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)
+    stack = rng.uniform(0.45, 0.55, (3, 40, 50)).astype(np.float32)  # close scores: far from a fixed point
+    explicit = dense_crf(image, stack, **CRF_DEFAULTS)
+    np.testing.assert_array_equal(dense_crf(image, stack), explicit)
+    for key, value in CRF_DEFAULTS.items():
+        assert not np.array_equal(dense_crf(image, stack, **{**CRF_DEFAULTS, key: value + 1}), explicit), key
+    # a constant seed of 0.25 on a uniform image: (1 - 0.25)^4 = 0.32 > 0.25 > (1 - 0.25)^5 = 0.24,
+    # so alpha 4 labels it background and alpha 5 labels it the class
+    flat = np.full((6, 8, 3), 90, np.uint8)
+    seed = np.full((1, 6, 8), 0.25, np.float32)
+    assert (crf_argmax_labels(flat, seed, [3]) == 0).all()
+    assert (crf_argmax_labels(flat, seed, [3], alpha=5.0) == 3).all()
+    image, seed_map = _halves(h=12, w=16, noise=0.3)[:2]
+    probs = seed_map[None]
+    _, _, low, high = got = crf_confident_labels(image, probs, [2])
+    for a, b in zip(got, crf_confident_labels(image, probs, [2], alpha_low=4.0, alpha_high=32.0)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(low, crf_probabilities(image, probs, [2], 4.0))
+    np.testing.assert_array_equal(high, crf_probabilities(image, probs, [2], 32.0))
+    assert not np.array_equal(high, crf_probabilities(image, probs, [2], 33.0))
+    assert not np.array_equal(low, crf_probabilities(image, probs, [2], 5.0))
+
+
+def test_dense_crf_zero_probabilities_and_torch_inputs():
+    """An exact 0 is clipped to 1e-5 (a finite unary), and torch tensors give what numpy arrays give."""
+    import torch
+
+    image, seed_map = _halves(h=10, w=12)[:2]
+    probs = seed_map[None]
+    stack = np.concatenate([1 - probs, probs], axis=0)
+    stack[:, :2] = 0.0
+    stack[0, 5:, :] = 1.0
+    got = dense_crf(image, stack, n_iter=3)
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got, dense_crf(image, np.clip(stack, 1e-5, 1.0), n_iter=3))
+    np.testing.assert_array_equal(dense_crf(torch.from_numpy(image), torch.from_numpy(stack), n_iter=3), got)
+    maps = torch.tensor(probs, requires_grad=True)  # read through detach()
+    np.testing.assert_array_equal(background_map(maps, 4), background_map(probs, 4))
+    np.testing.assert_array_equal(select_present_maps(maps, [5]), probs)
+
+
+def test_crf_error_messages_name_the_shapes():
+    image = np.zeros((6, 7, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"class_maps must be C x H x W, got shape \(6, 7\)"):
+        background_map(np.zeros((6, 7)), 4)
+    with pytest.raises(ValueError, match=r"image must be H x W x 3, got shape \(6, 7, 4\)"):
+        dense_crf(np.zeros((6, 7, 4), np.uint8), np.zeros((2, 6, 7), np.float32))
+    with pytest.raises(ValueError, match=r"probs must be K x H x W, got shape \(6, 7\)"):
+        dense_crf(image, np.zeros((6, 7), np.float32))

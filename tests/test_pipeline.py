@@ -43,18 +43,25 @@ def constant_background_miou(workdir, split: str) -> float:
     return 100 * acc.miou()
 
 
+# seeds above the constant-background prediction, mIoU points: about half of the gap measured on the
+# tiny config (2026-12-03, seed 0: 2.7 train, 3.3 val; docs/experiments.md); an untrained classifier
+# (2 epochs of 16) was 1.5 points below it on train, 0.1 above on val
+SEEDS_OVER_BACKGROUND = 1.3
+
+
 def test_trivial_baselines_on_the_tiny_run(tiny_run):
     """The constant-background baseline is computed with the scores' own code (n_fg + 1 classes
-    in ground truth, background IoU = background share), and the walk's pseudo labels use only
-    each image's labels and background. On this tiny config the seeds do not yet beat it
-    (measured 2026-12-03: seeds 10.7 / 12.3, constant background 12.2 / 12.1, train / val; the
-    2-epoch classifier's seeds cover every pixel), so no margin is asserted here."""
+    in ground truth, background IoU = background share); the seeds beat it by a margin, and the
+    walk's pseudo labels use only each image's labels and background. The walk does not beat the
+    seeds at this scale (one AffinityNet epoch on 24 images; measured 2026-12-03: walk 0.5 / 2.4
+    points below the seeds, train / val), so no walk margin is asserted."""
     from vitaff.data.index import read_index
 
     table = read_miou(tiny_run / "results/voc_miou.csv").set_index(["stage", "split"])
     for split in ("train", "val"):
         trivial = constant_background_miou(tiny_run, split)
         assert 0 < trivial < 100 / 2  # background IoU < 100, every present class 0
+        assert table.loc[("seeds", split), "mIoU"] > trivial + SEEDS_OVER_BACKGROUND, split
         index = read_index(tiny_run / f"results/data/{split}.csv").set_index("id")
         for png in sorted((tiny_run / "results/pseudo_labels" / split).glob("*.png")):
             row = index.loc[png.stem]
@@ -139,10 +146,10 @@ def test_walk_ceiling_scores_the_same_seeds(tiny_run):
 def test_logs_previews_figures_and_benchmarks(tiny_run):
     assert (tiny_run / "results/figures/wsss_stages.png").stat().st_size > 1000
     assert len(list((tiny_run / "results/seeds/val").glob("previews_*/*.png"))) == 8  # seeds.previews
-    assert (tiny_run / "results/logs/train_classifier.log").read_text().count("epoch 2") >= 1
+    assert (tiny_run / "results/logs/train_classifier.log").read_text().count("epoch 12") >= 1
     assert (tiny_run / "results/benchmarks/train_classifier.tsv").is_file()
     history = pd.read_csv(tiny_run / "results/models/classifier_log.csv")
-    assert list(history.epoch) == [1, 2] and "eval_mAP" in history
+    assert list(history.epoch) == list(range(1, 13)) and "eval_mAP" in history
 
 
 def test_segmentation_network_rows(tiny_run):

@@ -163,3 +163,18 @@ def test_refine_seeds_on_the_resized_image_returns_image_size_labels():
     # the same seeds on the padded layout need a grid covering the image, not a square
     with pytest.raises(ValueError, match="does not cover"):
         refine_seeds(maps, [3], aff[:, :40, :40], stride=stride)
+
+
+def test_seed_score_grid_default_stride_and_score_shape_message():
+    """The default stride is the feature stride 8; a score grid without 1 + (present classes)
+    channels is refused with its shape."""
+    from vitaff.random_walk import scores_to_labels, seed_score_grid
+
+    maps = np.random.default_rng(7).random((1, 17, 24)).astype(np.float32)
+    grid = seed_score_grid(maps, [3], (3, 3))
+    assert grid.shape == (2, 3, 3)
+    torch.testing.assert_close(grid, seed_score_grid(maps, [3], (3, 3), 8))
+    with pytest.raises(ValueError, match=r"scores must be \(1 \+ 1 present classes\) x h x w, got shape \(20, 3, 4\)"):
+        scores_to_labels(torch.zeros(20, 3, 4), [1], (20, 30))
+    with pytest.raises(ValueError, match=r"^n_steps must be >= 0$"):
+        random_walk(torch.zeros(1, len(pair_offsets(5)), 3, 4), torch.zeros(1, 21, 3, 4), n_steps=-1)

@@ -116,3 +116,52 @@ def test_seeds_bf16_close_to_fp32():
     assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) > 0.9
     with pytest.raises(ValueError, match="precision"):
         class_seeds(model, images, classes, 64, "cpu", precision="fp16")
+
+
+def test_seeds_follow_the_image_its_flip_and_the_defaults(monkeypatch):
+    """A relevance that reads the image (its 4 x 4 block means, channel 0): each image's seeds come
+    from its own rows of the batch, the second pass from its horizontal mirror, an image without
+    classes gets an empty stack, and the defaults are start_layer 1, flip on, no cube root."""
+    seen = {}
+
+    def image_relevance(model, x, targets, method, start_layer):
+        seen.setdefault("start_layer", []).append(start_layer)
+        seen["x"] = x.clone()
+        grid = F.avg_pool2d(x[:, :1], x.shape[-1] // 4)[:, 0]  # N x 4 x 4
+        return [grid[i].expand(len(t), 4, 4) * (1 + torch.arange(len(t)))[:, None, None] for i, t in enumerate(targets)]
+
+    monkeypatch.setattr(explain_mod, "explain_classes", image_relevance)
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 255, (30, 41, 3), dtype=np.uint8) for _ in range(3)]
+    classes = [[2], [], [5, 20]]
+    got = class_seeds(None, images, classes, 64, "cpu", start_layer=0, flip=True, cube_root=False)
+    x = seen["x"]
+    assert x.shape == (6, 3, 64, 64)
+    torch.testing.assert_close(x[3:], x[:3].flip(-1))
+    assert got[1].shape == (0, 30, 41)
+    for i in (0, 2):
+        grid = F.avg_pool2d(x[i : i + 1, :1], 16)[0]
+        mirror = F.avg_pool2d(x[i + 3 : i + 4, :1], 16)[0]
+        want = (_hand_chain(grid, (64, 64), (30, 41), False) + _hand_chain(mirror, (64, 64), (30, 41), False).flip(-1)) / 2
+        assert got[i].shape == (len(classes[i]), 30, 41)
+        for k in range(len(classes[i])):
+            torch.testing.assert_close(got[i][k], want[0], rtol=1e-5, atol=1e-6)
+    assert seen["start_layer"] == [0]
+    default = class_seeds(None, images, classes, 64, "cpu")
+    assert seen["start_layer"] == [0, 1] and seen["x"].shape[0] == 6
+    for a, b in zip(default, got):
+        torch.testing.assert_close(a, b)
+
+
+def test_seed_labels_class_20_and_the_background_score():
+    from vitaff.seeds import seed_labels, to_full_stack
+
+    maps = np.array([[[0.9, 0.1, 0.3]], [[0.2, 0.05, 0.6]]], np.float32)  # classes 20 and 3, 1 x 3
+    full = to_full_stack(maps, [20, 3])
+    assert full.shape == (20, 1, 3) and full.dtype == np.float32
+    np.testing.assert_array_equal(full[19], maps[0])
+    np.testing.assert_array_equal(full[2], maps[1])
+    labels = seed_labels(full, [20, 3], bg_threshold=0.2)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, [[20, 0, 3]])
+    np.testing.assert_array_equal(seed_labels(full, [20], bg_threshold=0.2), [[20, 0, 20]])
