@@ -225,6 +225,23 @@ def train(model: torch.nn.Module, train_set: Dataset, eval_set: Dataset | None, 
     return history
 
 
+def train_on_image_labels(model: torch.nn.Module, section: dict, voc_root, train_index, eval_index, num_fg: int,
+                          seed: int, threads: int, device, resume: Path) -> list[dict]:
+    """Train ``model`` on the image-level labels of two index tables with a config section's
+    constants (``classifier`` or ``cam``: the same loop, loss and input pipeline for the ViT and
+    the CNN baseline). Returns the per-epoch history; resumes from and checkpoints to ``resume``."""
+    train_set = ClassificationSet(voc_root, train_index["id"], train_index["labels"], section["img_size"],
+                                  augment=True, color_jitter=section["color_jitter"],
+                                  part_hiding=section["part_hiding"], num_fg=num_fg)
+    eval_set = ClassificationSet(voc_root, eval_index["id"], eval_index["labels"], section["img_size"], num_fg=num_fg)
+    settings = TrainSettings(epochs=section["epochs"], batch_size=section["batch_size"], lr=section["lr"],
+                             momentum=section["momentum"], weight_decay=section["weight_decay"],
+                             poly_power=section["poly_power"], seed=seed, optimizer=section["optimizer"],
+                             workers=resolve_workers(section["workers"], threads, device),
+                             precision=section["precision"])
+    return train(model, train_set, eval_set, settings, device, resume_path=resume)
+
+
 def build_classifier(cls: dict, num_fg: int = VOC.num_fg) -> torch.nn.Module:
     """The classifier of the config: a head of ``num_fg`` outputs (the dataset's foreground classes)
     on the named model, optionally initialised from a local checkpoint or timm's pretrained

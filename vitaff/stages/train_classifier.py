@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vitaff.classifier import ClassificationSet, TrainSettings, build_classifier, save_classifier, train
+from vitaff.classifier import build_classifier, save_classifier, train_on_image_labels
 from vitaff.config import resolve_device
-from vitaff.data.loading import resolve_workers
 from vitaff.stages import _cli
 from vitaff.training import resume_path
 from vitaff.data.classes import read_classes
@@ -24,23 +23,14 @@ def main(args, params) -> None:
     _cli.seed_everything(params["seed"])
     device = resolve_device(params["device"])
     cls = params["classifier"]
-    train_index, eval_index = read_index(args.train_index), read_index(args.eval_index)
     num_fg = read_classes(args.classes).num_fg
-    train_set = ClassificationSet(params["voc_root"], train_index["id"], train_index["labels"], cls["img_size"],
-                                  augment=True, color_jitter=cls["color_jitter"], part_hiding=cls["part_hiding"],
-                                  num_fg=num_fg)
-    eval_set = ClassificationSet(params["voc_root"], eval_index["id"], eval_index["labels"], cls["img_size"],
-                                 num_fg=num_fg)
     model = build_classifier(cls, num_fg)
-    settings = TrainSettings(epochs=cls["epochs"], batch_size=cls["batch_size"], lr=cls["lr"], momentum=cls["momentum"],
-                             weight_decay=cls["weight_decay"], poly_power=cls["poly_power"], seed=params["seed"],
-                             optimizer=cls["optimizer"], workers=resolve_workers(cls["workers"], args.threads, device),
-                             precision=cls["precision"])
-    resume = resume_path(args.resume_dir, "classifier", params)
-    history = train(model, train_set, eval_set, settings, device, resume_path=resume)
+    history = train_on_image_labels(model, cls, params["voc_root"], read_index(args.train_index),
+                                    read_index(args.eval_index), num_fg, params["seed"], args.threads, device,
+                                    resume_path(args.resume_dir, "classifier", params))
     write_csv(pd.DataFrame(history), args.history)
     save_classifier(model, cls, args.out)
-    resume.unlink(missing_ok=True)
+    resume_path(args.resume_dir, "classifier", params).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
