@@ -83,3 +83,40 @@ def test_ceiling_powers_and_best_power_on_train():
     assert best_bg_power(table, tolerance=1.0) == 32.0
     with pytest.raises(ValueError, match="no random_walk_gt_affinity"):
         best_bg_power(table, "test")
+
+
+def test_split_rows_scores_every_image_of_a_shard_over_the_dataset_classes(tmp_path):
+    """Two images with different present classes in one shard: the ceiling rows count both, with
+    the dataset's class list (a 3-class list here) for the columns, and a seed that covers the
+    object exactly gives a perfect seed row and a perfect ideal walk."""
+    from PIL import Image
+
+    from vitaff.data.classes import ClassList
+    from vitaff.data.voc import INSTANCE_DIR
+    from vitaff.diagnostics.stages.walk_ceiling import split_rows
+    from vitaff.store import ImageShardWriter, present_channels, writing_store
+
+    classes = ClassList(["cat", "dog", "kite"])
+    (tmp_path / "SegmentationClass").mkdir()
+    (tmp_path / INSTANCE_DIR).mkdir(parents=True)
+    present, sizes, maps = [[1], [2, 3]], [(24, 32), (24, 32)], []
+    for i, cls in enumerate(present):
+        gt = np.zeros(sizes[i], np.uint8)
+        gt[:, 16:] = cls[0]
+        Image.fromarray(gt).save(tmp_path / "SegmentationClass" / f"im{i}.png")
+        Image.fromarray((gt > 0).astype(np.uint8)).save(tmp_path / INSTANCE_DIR / f"im{i}.png")
+        stack = np.zeros((len(cls),) + sizes[i], np.float32)
+        stack[0] = gt > 0
+        maps.append(stack)
+    with writing_store(tmp_path / "seeds.zarr") as group:
+        writer = ImageShardWriter(group, ["im0", "im1"], sizes, {"maps": (present_channels(present), "float16")},
+                                  classes=present)
+        for i, stack in enumerate(maps):
+            writer.write(i, "maps", stack.astype(np.float16))
+    params = {"affinity": {"feature_stride": 8, "radius": 5}, "seeds": {"bg_threshold": 0.2},
+              "random_walk": {"beta": 16, "logt": 3, "bg_power": 32, "ceiling_bg_powers": [32]}}
+    rows = split_rows("train", [tmp_path / "seeds.zarr"], tmp_path, "SegmentationClass", params, classes)
+    seeds = rows[0]
+    assert seeds["n_images"] == 2 and seeds["stage"] == "seeds"
+    assert seeds["cat"] == seeds["dog"] == seeds["background"] == 100.0 and np.isnan(seeds["kite"])
+    assert [r["stage"] for r in rows[1:]] == ["random_walk_gt_affinity"] and rows[1]["mIoU"] == 100.0

@@ -74,11 +74,11 @@ def split_rows(split: str, seed_paths, voc_root: Path, mask_dir: str, params: di
                 continue
             size = reader.sizes[k]
             gt = load_mask(gt_path, size, classes.num_fg)
-            maps, classes = reader.read_present(k, "maps").astype(np.float32), reader.classes[k]
+            maps, present = reader.read_present(k, "maps").astype(np.float32), reader.classes[k]
             ideal = instance_affinity(load_mask(inst_path, size, num_fg=None), aff["feature_stride"], aff["radius"])
-            seeds.update(gt, seed_labels(maps, classes, params["seeds"]["bg_threshold"]))
+            seeds.update(gt, seed_labels(maps, present, params["seeds"]["bg_threshold"]))
             for power, acc in walked.items():
-                acc.update(gt, refine_seeds(maps, classes, ideal, stride=aff["feature_stride"], radius=aff["radius"],
+                acc.update(gt, refine_seeds(maps, present, ideal, stride=aff["feature_stride"], radius=aff["radius"],
                                             beta=rw["beta"], logt=rw["logt"], bg_power=power))
             n += 1
     rows = [{**score_row("seeds", split, seeds, n, classes.labels), "bg_power": np.nan, "used": False}]
