@@ -17,6 +17,7 @@ Default model: the paper's hybrid (``vit_base_r50_s16_384`` at 448 px, random we
     python bench/seeds.py                      # CPU, memory at batch 1 2 8 and the class costs
     python bench/seeds.py --batch 1 2 --classes 1 2 --model vit_hybrid_synth --img-size 128
     python bench/seeds.py --device cuda --precision bf16
+    python bench/seeds.py --method rollout --scales 1.0 0.5 1.5 2.0 --batch 1 2 --classes   # psa's scales
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def _setup(args):
 
 
 def _seeds(model, images, classes, img_size, device, args):
-    kw = {"start_layer": args.start_layer, "flip": True, "cube_root": True}
+    kw = {"start_layer": args.start_layer, "flip": True, "cube_root": True, "method": args.method,
+          "scales": args.scales}
     if args.precision != "fp32":
         kw["precision"] = args.precision
     return class_seeds(model, images, classes, img_size, device, **kw)
@@ -179,6 +181,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, nargs="*", default=[1, 2, 8])
     ap.add_argument("--classes", type=int, nargs="*", default=[1, 2, 4])
     ap.add_argument("--start-layer", type=int, default=0)
+    ap.add_argument("--method", default="transformer_attribution", help="seeds.method (an explanation method)")
+    ap.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                    help="seeds.scales, e.g. psa's 1.0 0.5 1.5 2.0 (memory is that of the largest)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--heap", default="mmap", choices=["mmap", "default"],
                     help="mmap: large blocks mapped separately (vitaff.seeds.release_large_blocks, as the "
@@ -201,7 +206,8 @@ def main(argv=None) -> int:
 
     base = [sys.executable, str(Path(__file__).resolve()), "--model", args.model, "--img-size", str(args.img_size),
             "--device", args.device, "--threads", str(args.threads), "--precision", args.precision,
-            "--start-layer", str(args.start_layer), "--repeats", str(args.repeats), "--heap", args.heap]
+            "--start-layer", str(args.start_layer), "--repeats", str(args.repeats), "--heap", args.heap,
+            "--method", args.method, "--scales", *map(str, args.scales)]
 
     def child(*extra) -> dict:
         out = subprocess.run(base + list(extra), capture_output=True, text=True)
@@ -211,7 +217,8 @@ def main(argv=None) -> int:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     print(f"{args.model} @ {args.img_size}px, {args.precision}, device {args.device}, torch {torch.__version__}, "
-          f"threads {args.threads or 'default'}, start_layer {args.start_layer}, heap {args.heap}, flip on, "
+          f"threads {args.threads or 'default'}, start_layer {args.start_layer}, heap {args.heap}, "
+          f"method {args.method}, scales {args.scales}, flip on, "
           "cube root on; "
           "each row a fresh process")
     per_image = {}

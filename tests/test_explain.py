@@ -420,15 +420,38 @@ def test_explain_classes_equals_separate_calls(pair64, batch64):
     _, vm = pair64
     x, _ = batch64
     classes = [[2, 5], [0], [6, 1, 3]]
-    for method in ("transformer_attribution", "lrp", "rollout"):
-        got = explain_classes(vm, x, classes, method=method)
+    for method, start_layer in [("transformer_attribution", 1), ("lrp", 1), ("rollout", 1), ("rollout", 0),
+                                ("raw_attention", 1)]:
+        got = explain_classes(vm, x, classes, method=method, start_layer=start_layer)
         assert [g.shape[0] for g in got] == [2, 1, 3]
         for i, cls in enumerate(classes):
             for j, c in enumerate(cls):
-                want = explain(vm, x[i : i + 1], torch.tensor([c]), method=method)[0]
+                want = explain(vm, x[i : i + 1], torch.tensor([c]), method=method, start_layer=start_layer)[0]
                 torch.testing.assert_close(got[i][j], want, rtol=1e-7, atol=1e-12)
     empty = explain_classes(vm, x, [[], [1], []])
     assert empty[0].shape == (0, 4, 4) and empty[1].shape == (1, 4, 4)
+
+
+def test_attention_only_methods_skip_the_traced_session(pair64, batch64, monkeypatch):
+    """rollout and raw_attention for seeds keep one block's activations at a time (psa's scale 2.0
+    on the hybrid: a session's record of every block took 23 GB for two images)."""
+    _, vm = pair64
+    x, _ = batch64
+    classes = [[1], [2, 4], []]
+    want = {m: explain_classes(vm, x, classes, method=m) for m in ("rollout", "raw_attention")}
+
+    def no_session(*args, **kwargs):
+        raise AssertionError("a traced session was built for an attention-only method")
+
+    monkeypatch.setattr(type(vm), "forward_trace", no_session)
+    for method, maps in want.items():
+        got = explain_classes(vm, x, classes, method=method)
+        assert all(torch.equal(g, w) for g, w in zip(got, maps)) and got[2].shape == (0, 4, 4)
+        torch.testing.assert_close(got[1][0], got[1][1])  # class-independent
+        with pytest.raises(ValueError, match="target classes"):
+            explain_classes(vm, x, [[1], [99], []], method=method)
+    with pytest.raises(AssertionError):
+        explain_classes(vm, x, classes, method="attn_gradcam")
 
 
 def test_frozen_model_and_mode_restored():

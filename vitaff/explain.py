@@ -219,14 +219,8 @@ class _Session:
         if method in SINGLE_BLOCK_ABLATIONS:
             b = _single_block(method, depth)
             return self._grid((grads[b] * ours.attn[b]).clamp(min=0).mean(1)[:, 0, 1:])
-        if method == "rollout":
-            mats = []
-            for b in range(s, depth):
-                m = A[b].mean(1) + torch.eye(A[b].shape[-1], dtype=A[b].dtype, device=A[b].device)
-                mats.append(m / m.sum(-1, keepdim=True))
-            return self._grid(_roll(mats, residual=False))
-        if method == "raw_attention":
-            return self._grid(A[-1].mean(1)[:, 0, 1:])
+        if method in ATTENTION_ONLY:
+            return self._grid(_attention_only_row(method, [a.mean(1) for a in A[s:]]))
         if method == "attn_gradcam":
             w = grads[depth - 1][:, :, 0, 1:].mean(-1, keepdim=True)  # B x heads x 1
             return self._grid((w * A[-1][:, :, 0, 1:]).mean(1).clamp(min=0))
@@ -240,6 +234,45 @@ class _Session:
             r_tok, _ = add_relprop(self.rec["tokens"], self.rec["pos"], orig.tokens, ORIG)
             return self._grid(r_tok[:, 1:].sum(-1))
         raise UnknownMethodError(method)  # pragma: no cover - guarded by _needs
+
+
+# methods read from the attention maps alone: one map per image, whatever the class
+ATTENTION_ONLY = ("rollout", "raw_attention")
+
+
+def _attention_only_row(method: str, head_means: list[torch.Tensor]) -> torch.Tensor:
+    """CLS row over the patch tokens (B x (N - 1)) of ``rollout`` or ``raw_attention`` from the
+    head-averaged attention maps ``E_h A_b`` (B x N x N) of blocks ``start_layer..depth-1``."""
+    if method == "raw_attention":
+        return head_means[-1][:, 0, 1:]
+    mats = []
+    for m in head_means:
+        m = m + torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
+        mats.append(m / m.sum(-1, keepdim=True))
+    return _roll(mats, residual=False)
+
+
+def _attention_only_maps(model: VisionTransformer, images: torch.Tensor, method: str,
+                         start_layer: int) -> torch.Tensor:
+    """B x h x w maps of an :data:`ATTENTION_ONLY` method without a traced session: a no-grad
+    forward, block by block, that keeps each block's head-averaged attention (1/heads of the
+    map) and drops the block's other activations as it goes. A session would keep every block's
+    record for relevance passes these methods never make: at psa's scale 2.0 on the hybrid
+    (3,137 tokens) that is 23 GB for two images against about 1 GB per image here."""
+    depth = len(model.blocks)
+    if not 0 <= start_layer < depth:
+        raise ValueError(f"start_layer {start_layer} outside 0..{depth - 1}")
+    with torch.no_grad():
+        x, grid = model.embed_tokens(images)
+        head_means = []
+        for b in range(depth):
+            rec = Record()
+            x = model.forward_block(b, x, rec)  # the traced arithmetic: the same maps as a session's
+            if b >= start_layer:
+                head_means.append(rec["attn"]["attn"].mean(1))
+            del rec
+        row = _attention_only_row(method, head_means)
+    return row.reshape(row.shape[0], *grid)
 
 
 def _has_pixel_rules(model: VisionTransformer) -> bool:
@@ -479,14 +512,20 @@ def explain_classes(
     # images with fewer classes repeat their first one (or class 0); those rows are discarded
     fills = [[c[k] if k < len(c) else (c[0] if c else 0) for c in classes] for k in range(n_max)]
     with _EvalMode(model):
-        if method == "transformer_attribution":
-            x = images.clone() if images.is_inference() else images
+        if method in ("transformer_attribution", *ATTENTION_ONLY):
             n_classes = model.num_classes
             targets = [torch.as_tensor(f, dtype=torch.long, device=images.device) for f in fills]
             for t in targets:
                 if (t < 0).any() or (t >= n_classes).any():
                     raise ValueError(f"target classes must lie in 0..{n_classes - 1}, got {t.tolist()}")
+        if method == "transformer_attribution":
+            x = images.clone() if images.is_inference() else images
             per_rank = _attribution_sweep(model, x, targets, start_layer) if n_max else []
+            empty_shape = _token_grid(model, images)
+        elif method in ATTENTION_ONLY:
+            # class-independent: one map per image, repeated for each of its classes
+            shared = _attention_only_maps(model, images, method, start_layer) if n_max else None
+            per_rank = [shared] * n_max
             empty_shape = _token_grid(model, images)
         else:
             session = _Session(model, images, [method], start_layer, passes=n_max)

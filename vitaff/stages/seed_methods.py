@@ -1,7 +1,8 @@
 """Rule ``seed_methods``: one table of every seed source through the same refinement (SPEC 8).
 
 Gathers each method's score table (``results/methods/<method>/miou.csv``, written by the ``score``
-stage from that method's seeds, CRF and random-walk stores) into ``results/seed_methods.csv``: one
+stage from that method's seeds, CRF and random-walk stores; for ``seeds.method`` the main job's
+score file) into ``results/seed_methods.csv``: one
 row per method x stage (seeds, crf, random_walk) x scored split, a ``method`` column first, the
 methods in the config's order.
 """

@@ -2,9 +2,10 @@
 # Each method of seed_methods.methods runs the stage modules of the main job (seeds, crf,
 # affinity_labels, train_affinitynet, random_walk, score) on its own paths, results/methods/<method>/,
 # so each resumes and reruns on its own; seeds.method is the main job's own method and reads the
-# main job's artifacts (results/seeds, results/crf, results/random_walk) instead. AffinityNet is the
-# main job's network (initialised from the ViT classifier's CNN stem) for every method: only the
-# seeds differ. The CNN baseline (cam) trains its own classifier, results/models/cam.pt.
+# main job's artifacts (results/seeds, results/crf, results/random_walk) and rows (the main score
+# file) instead: nothing of it is computed twice, and results/methods/<seeds.method>/ is never
+# made. AffinityNet is the main job's network (initialised from the ViT classifier's CNN stem) for
+# every method: only the seeds differ. The CNN baseline (cam) trains its own classifier, results/models/cam.pt.
 
 MAIN_METHOD = CFG["seeds"]["method"]
 SEED_METHODS = CFG["seed_methods"]["methods"]
@@ -202,9 +203,14 @@ rule method_score:
         " --indexes {params.indexes} --classes {input.classes} --out {output} > {log} 2>&1"
 
 
+def method_scores():
+    """Each method's score table in seed_methods.methods order; the main method's is the main job's."""
+    return [MIOU_CSV if m == MAIN_METHOD else f"results/methods/{m}/miou.csv" for m in SEED_METHODS]
+
+
 rule seed_methods:
     input:
-        expand("results/methods/{method}/miou.csv", method=SEED_METHODS),
+        method_scores(),
     output:
         report("results/seed_methods.csv", category="Results", caption="../report/seed_methods.rst"),
     params:
