@@ -178,3 +178,15 @@ def test_seed_score_grid_default_stride_and_score_shape_message():
         scores_to_labels(torch.zeros(20, 3, 4), [1], (20, 30))
     with pytest.raises(ValueError, match=r"^n_steps must be >= 0$"):
         random_walk(torch.zeros(1, len(pair_offsets(5)), 3, 4), torch.zeros(1, 21, 3, 4), n_steps=-1)
+
+
+def test_tensors_are_made_on_the_requested_device():
+    """Every tensor a step creates goes to the caller's device (CUDA in the real run). Checked on
+    PyTorch's "meta" device, which a CPU machine has: a tensor made without ``device=`` lands on
+    the CPU, and the output's device says so."""
+    maps = np.random.default_rng(0).random((2, 20, 24)).astype(np.float32)
+    grid = seed_score_grid(maps, [3, 5], grid_size=(3, 3), stride=8, device="meta")
+    assert grid.device.type == "meta" and grid.shape == (3, 3, 3)
+    aff = torch.rand(1, 34, 4, 4, device="meta")
+    walked = random_walk(aff, torch.rand(1, 3, 4, 4), radius=5, logt=1, method="banded")
+    assert walked.device.type == "meta" and walked.shape == (1, 3, 4, 4)
