@@ -146,3 +146,26 @@ def test_linear_rule_falls_back_where_identity_cancels():
             unchecked = relevance.linear_relprop(x, lin, R, OURS, y=y)
     assert torch.equal(fast, exact)
     assert (unchecked - exact).abs().max() > 1e-9 * exact.abs().max()  # fp64 rounding: ~1e-16
+
+
+def test_safe_divide_into_writes_into_its_denominator_unless_it_cannot_hold_the_quotient():
+    """The same values as ``safe_divide``; in place in full precision (no extra tensors), a new
+    float32 tensor when the denominator is bf16 (autocast), never a bf16 quotient."""
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 5), torch.randn(4, 5)
+    b[0, 0] = 0
+    want = relevance.safe_divide(a, b)
+    out = relevance._safe_divide_into(a, b)
+    assert out is b and torch.equal(out, want) and out[0, 0] == 0
+    b16 = torch.randn(4, 5).to(torch.bfloat16)
+    want16 = relevance.safe_divide(a, b16)
+    out16 = relevance._safe_divide_into(a, b16)
+    assert out16.dtype == torch.float32 and torch.equal(out16, want16)
+
+
+def test_record_child_is_created_once_and_then_found():
+    rec = relevance.Record()
+    child = rec.child("attn")
+    child["x"] = torch.ones(1)
+    assert rec.child("attn") is child and "x" in rec.child("attn")
+    assert rec.child("mlp") is not child
