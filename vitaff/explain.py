@@ -119,14 +119,20 @@ def _needs(method: str, depth: int, start_layer: int) -> _Needs:
 # ----------------------------------------------------------------------------------------------
 
 
+def _check_start_layer(model: VisionTransformer, start_layer: int) -> int:
+    """The model's depth, after checking that ``start_layer`` names one of its blocks."""
+    depth = len(model.blocks)
+    if not 0 <= start_layer < depth:
+        raise ValueError(f"start_layer {start_layer} outside 0..{depth - 1}")
+    return depth
+
+
 class _Session:
     """One traced forward of a batch; then any number of (target -> maps) passes over it."""
 
     def __init__(self, model: VisionTransformer, images: torch.Tensor, methods: Sequence[str], start_layer: int,
                  passes: int = 1):
-        depth = len(model.blocks)
-        if not 0 <= start_layer < depth:
-            raise ValueError(f"start_layer {start_layer} outside 0..{depth - 1}")
+        depth = _check_start_layer(model, start_layer)
         if images.dim() != 4:
             raise ValueError(f"images must be B x C x H x W, got shape {tuple(images.shape)}")
         self.model, self.methods, self.start_layer = model, list(methods), start_layer
@@ -259,9 +265,7 @@ def _attention_only_maps(model: VisionTransformer, images: torch.Tensor, method:
     map) and drops the block's other activations as it goes. A session would keep every block's
     record for relevance passes these methods never make: at psa's scale 2.0 on the hybrid
     (3,137 tokens) that is 23 GB for two images against about 1 GB per image here."""
-    depth = len(model.blocks)
-    if not 0 <= start_layer < depth:
-        raise ValueError(f"start_layer {start_layer} outside 0..{depth - 1}")
+    depth = _check_start_layer(model, start_layer)
     with torch.no_grad():
         x, grid = model.embed_tokens(images)
         head_means = []
