@@ -23,7 +23,7 @@ run: install
 	snakemake --cores $(CORES) $(if $(SEED),--config seed=$(SEED) --) results/voc_miou.csv
 
 test: install
-	python -m pytest -q
+	python -m pytest -q --durations=15
 
 lint: install
 	snakemake --lint

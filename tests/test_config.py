@@ -23,7 +23,7 @@ def test_shipped_config_is_valid_and_embedded():
     cfg = load_config(REPO / "config.yaml")
     assert cfg["classifier"]["model"] == "vit_hybrid_synth"  # embedded override applied
     # embedded-only constants (README): neutral zone, pixel-unit CRF kernels, part hiding
-    assert cfg["crf"]["alpha_low"] == 16 and cfg["crf"]["alpha_high"] == 128
+    assert cfg["crf"]["alpha_low"] == 16 and cfg["crf"]["alpha_high"] == 48
     assert cfg["crf"]["gaussian_sxy"] == 1 and cfg["crf"]["bilateral_sxy"] == 20
     assert cfg["classifier"]["part_hiding"] == 0.8 and cfg["seeds"]["cube_root"] is True
     assert cfg["synthetic"]["body_textures"] == "class"
